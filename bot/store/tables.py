@@ -1,0 +1,110 @@
+"""SQLModel tables: the durable state of opsbot.
+
+Times are float Unix seconds (portable between SQLite and PostgreSQL, cheap to compare).
+JSON payloads are stored as text. Hot paths (claim, complete, audit) use SQLAlchemy Core
+statements over these tables, in batches; the ORM classes are for definition and light reads.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Field, SQLModel
+
+SCHEMA_VERSION = 1
+
+
+class ActionRow(SQLModel, table=True):
+    __tablename__ = "actions"
+
+    seq: int | None = Field(default=None, primary_key=True)  # FIFO order within a priority
+    id: str = Field(unique=True, index=True)
+    type: str
+    platform: str
+    priority: str
+    priority_rank: int
+    status: str = Field(index=True)
+    data: str = "{}"
+    result: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+    idempotency_key: str | None = Field(default=None, unique=True)
+    requires_approval: bool = False
+    approval_reason: str | None = None
+    requested_by: str | None = None
+    source: str | None = None
+    reason: str | None = None
+    notify: bool = False
+    callback_url: str | None = None
+    attempts: int = 0
+    max_attempts: int = 4  # 1 try + MAX_RETRY_ATTEMPTS retries
+    created_at: float
+    queued_at: float | None = None
+    available_at: float = 0.0  # not_before, or the next retry time
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    worker: str | None = None
+    served_by: str | None = None  # platform that executed it (differs when a fallback served)
+    fallback_used: bool = False
+    queue_wait_ms: float | None = None
+    run_ms: float | None = None
+    run_id: str | None = Field(default=None, index=True)  # workflow run, when a step
+    step_name: str | None = None
+
+
+class AttemptRow(SQLModel, table=True):
+    __tablename__ = "attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    action_id: str = Field(index=True)
+    number: int
+    platform: str
+    worker: str | None = None
+    started_at: float
+    finished_at: float | None = None
+    outcome: str  # succeeded | failed
+    error_kind: str | None = None
+    error: str | None = None
+    status_code: int | None = None
+    retry_after: float | None = None
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: float = Field(index=True)
+    entity: str = "action"  # action | run | circuit | queue | approval | ops
+    entity_id: str | None = Field(default=None, index=True)
+    from_status: str | None = None
+    to_status: str | None = None
+    actor: str = "system"
+    detail: str | None = None
+
+
+class CircuitRow(SQLModel, table=True):
+    __tablename__ = "circuits"
+
+    platform: str = Field(primary_key=True)
+    state: str = "closed"  # closed | open | half_open
+    consecutive_failures: int = 0
+    half_open_successes: int = 0
+    opened_at: float | None = None
+    updated_at: float = 0.0
+    last_error: str | None = None
+
+
+class PauseRow(SQLModel, table=True):
+    __tablename__ = "pauses"
+
+    platform: str = Field(primary_key=True)  # "*" pauses everything
+    paused_at: float
+    actor: str = "system"
+    reason: str | None = None
+
+
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True)
+    value: str
