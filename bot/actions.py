@@ -8,7 +8,7 @@ field with its value and what was expected. Nothing invalid reaches the store.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -101,7 +101,6 @@ class ActionSpec:
     reason: str | None = None
     notify: bool = False
     callback_url: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {

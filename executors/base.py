@@ -13,7 +13,7 @@ adapter through `blocking_throttle`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -114,8 +114,12 @@ class Executor(Protocol):
 def blocking_throttle(throttle: Throttle, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
     """For sync SDKs running in a worker thread: block that thread until the limiter allows."""
 
+    async def acquire() -> None:
+        await throttle()
+
     def wait() -> None:
-        asyncio.run_coroutine_threadsafe(throttle(), loop).result()
+        coroutine: Coroutine[Any, Any, None] = acquire()
+        asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
     return wait
 

@@ -1,0 +1,44 @@
+"""The audit writer: every status change is one row (entity, from, to, actor, time).
+
+Callers collect rows while they change state and write them in the same transaction, in one
+executemany, so a batch of 500 transitions costs one statement.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from bot.store.tables import AuditRow
+
+_AUDIT = AuditRow.__table__  # type: ignore[attr-defined]
+
+
+def audit_row(
+    at: float,
+    entity_id: str | None,
+    from_status: str | None,
+    to_status: str | None,
+    *,
+    actor: str = "system",
+    entity: str = "action",
+    detail: Any = None,
+) -> dict[str, Any]:
+    if detail is not None and not isinstance(detail, str):
+        detail = json.dumps(detail, default=str)
+    return {
+        "at": at,
+        "entity": entity,
+        "entity_id": entity_id,
+        "from_status": from_status,
+        "to_status": to_status,
+        "actor": actor,
+        "detail": detail,
+    }
+
+
+def write_audit(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(_AUDIT), rows)

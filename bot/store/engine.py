@@ -1,0 +1,114 @@
+"""Engine setup and the thread model for the store.
+
+SQLite allows one writer at a time, so every write runs on ONE dedicated thread (no lock
+contention inside the process, grouped commits are natural) while reads use a small pool of
+their own (WAL lets readers run beside the writer). Async code awaits `store.write(fn)` /
+`store.read(fn)`; sync code (CLI) calls `store.write_sync(fn)` / `store.read_sync(fn)`.
+The event loop never touches SQLite itself.
+
+Durability: WAL with synchronous=NORMAL survives a process crash (kill -9) with every committed
+transaction intact; only an OS crash or power loss can lose the last commits. Set
+OPSBOT_SQLITE_SYNCHRONOUS=FULL to fsync every commit as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlmodel import SQLModel
+
+from bot.store import tables
+from bot.store.migrations import migrate
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and the chosen sync level."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        if str(path) not in ("", ":memory:"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
+        synchronous = os.environ.get("OPSBOT_SQLITE_SYNCHRONOUS", "NORMAL").upper()
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(
+                f"OPSBOT_SQLITE_SYNCHRONOUS: got {synchronous!r}, expected NORMAL, FULL or EXTRA"
+            )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_schema(engine: Engine) -> int:
+    """Create missing tables and upgrade an older schema in place. Returns the version."""
+    SQLModel.metadata.create_all(engine, tables=_all_tables())
+    with engine.begin() as conn:
+        return migrate(conn)
+
+
+def _all_tables() -> list[Any]:
+    return [
+        model.__table__  # type: ignore[attr-defined]
+        for model in vars(tables).values()
+        if isinstance(model, type) and issubclass(model, SQLModel) and hasattr(model, "__table__")
+    ]
+
+
+class Store:
+    """The database, with one writer thread and a pool of reader threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.schema_version = init_schema(self.engine)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsbot-db-write")
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsbot-db-read")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn(conn)` in one transaction on the writer thread; committed when this returns."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self.write_sync, fn)
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self.read_sync, fn)
+
+    def write_sync(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return fn(conn)
+
+    def read_sync(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            return fn(conn)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self.engine.dispose()
+
+    def ping(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT 1")).scalar() == 1

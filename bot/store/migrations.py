@@ -1,0 +1,48 @@
+"""Schema versions: a newer opsbot upgrades an older database file in place.
+
+`create_all` adds missing tables; changes to existing tables are steps here, keyed by the version
+they produce. Each step runs in the same transaction as the version bump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+
+from bot.store.tables import SCHEMA_VERSION
+
+# version produced -> step. Example for a future column:
+#   2: lambda conn: conn.execute(text("ALTER TABLE actions ADD COLUMN tenant VARCHAR")),
+STEPS: dict[int, Callable[[Connection], None]] = {}
+
+
+def current_version(conn: Connection) -> int:
+    row = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION. A fresh database is stamped directly."""
+    version = current_version(conn)
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"database schema version {version} is newer than this opsbot ({SCHEMA_VERSION}): "
+            "upgrade opsbot"
+        )
+    if version == 0:
+        _stamp(conn, SCHEMA_VERSION, insert=True)
+        return SCHEMA_VERSION
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        STEPS[target](conn)
+        _stamp(conn, target, insert=False)
+    return SCHEMA_VERSION
+
+
+def _stamp(conn: Connection, version: int, *, insert: bool) -> None:
+    sql = (
+        "INSERT INTO meta (key, value) VALUES ('schema_version', :v)"
+        if insert
+        else "UPDATE meta SET value = :v WHERE key = 'schema_version'"
+    )
+    conn.execute(text(sql), {"v": str(version)})
