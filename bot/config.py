@@ -95,6 +95,23 @@ class Settings(BaseSettings):
     opsbot_workflows: str | None = None
     opsbot_env: str = "dev"
     log_level: str = "INFO"
+    opsbot_max_body_bytes: int = Field(1_048_576, ge=1024, description="HTTP request body limit")
+    opsbot_hook_secret: SecretStr | None = None  # verifies POST /hooks/{name} signatures
+    opsbot_hooks: str = ""  # inbound hook -> workflow: name=workflow[,...]
+    opsbot_callback_secret: SecretStr | None = None  # signs POSTs to an action's callback_url
+
+    # Operator alerting (seed "WorkflowOrchestrator" names)
+    alert_channels: str = "slack,webhook,email,log"
+    alert_failure_threshold: int = Field(3, ge=1, description="consecutive failures per op")
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
+    alert_email_recipients: str = ""
+    alert_email_from: str = "opsbot@localhost"
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
 
     @cached_property
     def rate_limits(self) -> dict[str, tuple[int, float]]:

@@ -108,3 +108,22 @@ class MetaRow(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+class AlertRow(SQLModel, table=True):
+    """Operator alerts: one row per condition occurrence, updated while it lasts."""
+
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(index=True)  # the condition, e.g. "circuit:notion"
+    status: str = Field(default="active", index=True)  # active | resolved
+    severity: str = "high"
+    title: str
+    text: str = ""
+    count: int = 1  # times the condition was reported while active
+    opened_at: float
+    updated_at: float
+    resolved_at: float | None = None
+    refs: str = "{}"  # JSON: sink name -> message reference (Slack ts), for in-place updates
+    detail: str | None = None
