@@ -1,0 +1,523 @@
+"""A local Slack: the Web API methods opsbot uses plus the Socket Mode WebSocket.
+
+The real slack_sdk / slack-bolt code talks to it unchanged; only `base_url` and tokens differ.
+`apps.connections.open` hands out `ws://127.0.0.1:PORT/socket/<ticket>`; the stand-in then pushes
+envelopes (slash commands, button clicks, view submissions, events) and collects the acks. Every
+Web API call and every `response_url` post is recorded, so tests assert what was really posted.
+Errors are Slack-shaped: HTTP 200 with `ok: false` + `error`, or 429 `ratelimited` + Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from executors.sandbox.standin import StandIn, retry_headers
+
+JSON = dict[str, Any]
+Call = JSON  # {"method": str, "params": dict, "at": float}
+
+BOT_TOKEN = "xoxb-sandbox-bot-token"
+APP_TOKEN = "xapp-sandbox-app-token"
+TEAM_ID = "T0SANDBOX"
+BOT_USER_ID = "U0OPSBOT"
+DEFAULT_CHANNELS = ("approvals", "errors", "operations", "general")
+DEFAULT_USERS = {"U0ALICE": "alice", "U0BOB": "bob", "U0CAROL": "carol"}
+_STATUS_ERRORS = {401: "invalid_auth", 429: "ratelimited", 503: "service_unavailable"}
+
+
+class SlackError(Exception):
+    """A Web API method refused the call: becomes `{"ok": false, "error": code}`."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class SlackStandIn(StandIn):
+    """State, Web API and Socket Mode of a one-workspace Slack, on 127.0.0.1 (ephemeral port).
+
+    `state` (JSON, persisted by the base when `state_file` is given): channels with their
+    messages, users, user groups, opened views and App Home views.
+    """
+
+    name = "slack"
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = BOT_TOKEN,
+        app_token: str = APP_TOKEN,
+        rate_limit: tuple[int, float] | None = None,
+        state_file: str | Path | None = None,
+        port: int = 0,
+    ) -> None:
+        super().__init__(rate_limit=rate_limit, state_file=state_file, port=port)
+        self.bot_token, self.app_token = bot_token, app_token
+        self.calls: list[Call] = []
+        self.acks: dict[str, JSON] = {}
+        self._sockets: list[web.WebSocketResponse] = []
+        self._tickets: set[str] = set()
+        self._ack_waiters: dict[str, asyncio.Future[JSON]] = {}
+        self._changed = asyncio.Event()
+        self._call_listeners: list[Callable[[Call], None]] = []
+
+    def initial_state(self) -> dict[str, Any]:
+        self.state = {
+            "channels": {},
+            "users": {},
+            "usergroups": {},
+            "views": {},
+            "home": {},
+            "next_ts": 1,
+        }
+        for name in DEFAULT_CHANNELS:
+            self.add_channel(name)
+        for uid, name in DEFAULT_USERS.items():
+            self.add_user(uid, name)
+        return self.state
+
+    # -- setup ------------------------------------------------------------------------------
+    @property
+    def channels(self) -> dict[str, JSON]:
+        channels: dict[str, JSON] = self.state["channels"]
+        return channels
+
+    @property
+    def users(self) -> dict[str, JSON]:
+        users: dict[str, JSON] = self.state["users"]
+        return users
+
+    def add_channel(self, name: str) -> str:
+        cid = "C" + name.upper().replace("-", "")[:9].ljust(9, "0")
+        self.channels.setdefault(cid, {"id": cid, "name": name, "is_im": False, "messages": []})
+        return cid
+
+    def add_user(self, uid: str, name: str) -> None:
+        self.users[uid] = {"id": uid, "name": name, "real_name": name.title(), "is_bot": False}
+
+    def add_usergroup(self, gid: str, members: list[str]) -> None:
+        self.state["usergroups"][gid] = list(members)
+
+    @property
+    def api_url(self) -> str:
+        """What SLACK_API_URL must be set to."""
+        return f"{self.base_url}/api/"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/api/{method}", self._web_api)
+        app.router.add_post("/respond/{channel}/{user}", self._response_url)
+        app.router.add_get("/socket/{ticket}", self._socket)
+
+    def authorize(self, request: web.Request) -> bool:
+        """Web API calls need the bot token (the app token for apps.connections.open);
+        sockets and response URLs carry their own one-time secrets in the path."""
+        if not request.path.startswith("/api/"):
+            return True
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if request.path == "/api/apps.connections.open":
+            return token == self.app_token
+        return token == self.bot_token
+
+    def error_response(
+        self, status: int, message: str, retry_after: float | None = None
+    ) -> web.StreamResponse:
+        """Slack answers bad credentials with HTTP 200 and `ok: false`; 429 and 5xx keep their
+        status (slack_sdk reads Retry-After from the 429)."""
+        error = _STATUS_ERRORS.get(status, message)
+        http_status = 200 if status == 401 else status
+        body = {"ok": False, "error": error}
+        return web.json_response(body, status=http_status, headers=retry_headers(retry_after))
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        await super().stop()
+
+    # -- observation -------------------------------------------------------------------------
+    def calls_to(self, method: str) -> list[JSON]:
+        return [c["params"] for c in self.calls if c["method"] == method]
+
+    def on_call(self, listener: Callable[[Call], None]) -> None:
+        """Called with every recorded Web API call and response_url post."""
+        self._call_listeners.append(listener)
+
+    async def wait_for(self, predicate: Callable[[], Any], within: float = 5.0) -> Any:
+        """Wait until `predicate()` is truthy (re-checked after every call); return its value."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not (value := predicate()):
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError("stand-in condition not met in time")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                continue
+        return value
+
+    async def wait_call(self, method: str, within: float = 5.0, **match: Any) -> JSON:
+        """The first recorded call of `method` whose params contain `match`."""
+
+        def found() -> JSON | None:
+            for params in self.calls_to(method):
+                if all(params.get(k) == v for k, v in match.items()):
+                    return params
+            return None
+
+        result: JSON = await self.wait_for(found, within)
+        return result
+
+    def messages(self, channel: str) -> list[JSON]:
+        return [m for m in self._channel(channel)["messages"] if not m.get("deleted")]
+
+    def _log_call(self, method: str, params: JSON) -> None:
+        call = {"method": method, "params": params, "at": time.time()}
+        self.calls.append(call)
+        self._changed.set()
+        for listener in self._call_listeners:
+            listener(call)
+
+    # -- Web API -----------------------------------------------------------------------------
+    async def _web_api(self, request: web.Request) -> web.Response:
+        # Faults, credentials and the rate limit were applied by the base middleware.
+        method = request.match_info["method"]
+        params = await _params(request)
+        params.pop("token", None)
+        self._log_call(method, params)
+        handler = getattr(self, "m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        try:
+            body: JSON = handler(params)
+        except SlackError as exc:
+            return web.json_response({"ok": False, "error": exc.code})
+        self.changed()
+        self._changed.set()
+        return web.json_response({"ok": True, **body})
+
+    def _channel(self, ref: str | None) -> JSON:
+        if not ref:
+            raise SlackError("channel_not_found")
+        ref = ref.lstrip("#")
+        if ref in self.channels:
+            return self.channels[ref]
+        for channel in self.channels.values():
+            if channel["name"] == ref:
+                return channel
+        raise SlackError("channel_not_found")
+
+    def _message(self, channel: JSON, ts: str | None) -> JSON:
+        messages: list[JSON] = channel["messages"]
+        for message in messages:
+            if message["ts"] == ts and not message.get("deleted"):
+                return message
+        raise SlackError("message_not_found")
+
+    def _next_ts(self) -> str:
+        self.state["next_ts"] += 1
+        return f"{int(time.time())}.{self.state['next_ts']:06d}"
+
+    def permalink(self, channel_id: str, ts: str) -> str:
+        return f"{self.base_url}/archives/{channel_id}/p{ts.replace('.', '')}"
+
+    def m_auth_test(self, p: JSON) -> JSON:
+        return {
+            "url": f"{self.base_url}/",
+            "team": "Sandbox",
+            "user": "opsbot",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": "B0OPSBOT",
+            "is_enterprise_install": False,
+        }
+
+    def m_apps_connections_open(self, p: JSON) -> JSON:
+        ticket = uuid.uuid4().hex
+        self._tickets.add(ticket)
+        return {"url": self.base_url.replace("http", "ws", 1) + f"/socket/{ticket}"}
+
+    def m_chat_postMessage(self, p: JSON) -> JSON:
+        channel = self._channel(p.get("channel"))
+        if not p.get("text") and not p.get("blocks"):
+            raise SlackError("no_text")
+        message = {
+            "type": "message",
+            "ts": self._next_ts(),
+            "user": BOT_USER_ID,
+            "text": p.get("text", ""),
+            "blocks": p.get("blocks") or [],
+            "thread_ts": p.get("thread_ts"),
+        }
+        if message["thread_ts"]:
+            self._message(channel, message["thread_ts"])
+        channel["messages"].append(message)
+        return {"channel": channel["id"], "ts": message["ts"], "message": message}
+
+    def m_chat_update(self, p: JSON) -> JSON:
+        channel = self._channel(p.get("channel"))
+        message = self._message(channel, p.get("ts"))
+        message.update(text=p.get("text", message["text"]), edited=True)
+        if "blocks" in p:
+            message["blocks"] = p["blocks"] or []
+        return {
+            "channel": channel["id"],
+            "ts": message["ts"],
+            "text": message["text"],
+            "message": message,
+        }
+
+    def m_chat_delete(self, p: JSON) -> JSON:
+        channel = self._channel(p.get("channel"))
+        self._message(channel, p.get("ts"))["deleted"] = True
+        return {"channel": channel["id"], "ts": p["ts"]}
+
+    def m_chat_postEphemeral(self, p: JSON) -> JSON:
+        channel = self._channel(p.get("channel"))
+        if p.get("user") not in self.users:
+            raise SlackError("user_not_found")
+        return {"message_ts": self._next_ts(), "channel": channel["id"]}
+
+    def m_chat_getPermalink(self, p: JSON) -> JSON:
+        channel = self._channel(p.get("channel"))
+        self._message(channel, p.get("message_ts"))
+        return {
+            "channel": channel["id"],
+            "permalink": self.permalink(channel["id"], p["message_ts"]),
+        }
+
+    def m_conversations_open(self, p: JSON) -> JSON:
+        user = str(p.get("users") or "").split(",")[0]
+        if user not in self.users:
+            raise SlackError("user_not_found")
+        cid = "D" + user.lstrip("U")
+        self.channels.setdefault(
+            cid, {"id": cid, "name": cid, "is_im": True, "user": user, "messages": []}
+        )
+        return {"channel": {"id": cid, "is_im": True, "user": user}}
+
+    def m_conversations_list(self, p: JSON) -> JSON:
+        listed = [
+            {k: c[k] for k in ("id", "name", "is_im")} | {"is_channel": not c["is_im"]}
+            for c in self.channels.values()
+        ]
+        return {"channels": listed, "response_metadata": {"next_cursor": ""}}
+
+    def m_conversations_history(self, p: JSON) -> JSON:
+        messages = self.messages(p.get("channel", ""))
+        return {"messages": list(reversed(messages)), "has_more": False}
+
+    def m_users_info(self, p: JSON) -> JSON:
+        user = self.users.get(str(p.get("user")))
+        if user is None:
+            raise SlackError("user_not_found")
+        return {"user": user}
+
+    def m_usergroups_users_list(self, p: JSON) -> JSON:
+        group = self.state["usergroups"].get(str(p.get("usergroup")))
+        if group is None:
+            raise SlackError("no_such_subteam")
+        return {"users": group}
+
+    def m_views_open(self, p: JSON) -> JSON:
+        if not p.get("trigger_id"):
+            raise SlackError("invalid_arguments")
+        view = dict(p.get("view") or {}, id="V" + uuid.uuid4().hex[:10].upper())
+        self.state["views"][view["id"]] = view
+        return {"view": view}
+
+    def m_views_publish(self, p: JSON) -> JSON:
+        if p.get("user_id") not in self.users:
+            raise SlackError("user_not_found")
+        view = dict(p.get("view") or {}, id="VHOME" + str(p["user_id"]))
+        self.state["home"][p["user_id"]] = view
+        return {"view": view}
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        """`respond()` from Bolt posts here; recorded as method "response_url"."""
+        body = await request.json()
+        body.update(channel=request.match_info["channel"], user=request.match_info["user"])
+        self._log_call("response_url", body)
+        return web.Response(text="ok", content_type="text/plain")
+
+    def response_url(self, channel: str, user: str) -> str:
+        return f"{self.base_url}/respond/{channel}/{user}"
+
+    # -- Socket Mode ---------------------------------------------------------------------------
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ticket = request.match_info["ticket"]
+        if ticket not in self._tickets:
+            raise web.HTTPUnauthorized()
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self._sockets),
+                "connection_info": {"app_id": "A0OPSBOT"},
+                "debug_info": {"host": "sandbox", "approximate_connection_time": 3600},
+            }
+        )
+        self._changed.set()
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._on_ack(json.loads(msg.data))
+        finally:
+            self._sockets.remove(ws)
+        return ws
+
+    def _on_ack(self, ack: JSON) -> None:
+        envelope_id = ack.get("envelope_id")
+        if not envelope_id:
+            return
+        self.acks[envelope_id] = ack
+        waiter = self._ack_waiters.pop(envelope_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ack)
+        self._changed.set()
+
+    @property
+    def connected(self) -> int:
+        return sum(1 for ws in self._sockets if not ws.closed)
+
+    async def push(self, kind: str, payload: JSON, within: float = 5.0) -> asyncio.Future[JSON]:
+        """Send one envelope to the newest connection; the future resolves with its ack."""
+        await self.wait_for(lambda: self.connected, within)
+        envelope_id = str(uuid.uuid4())
+        waiter: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
+        self._ack_waiters[envelope_id] = waiter
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": 0,
+        }
+        live = [ws for ws in self._sockets if not ws.closed]
+        await live[-1].send_json(envelope)
+        return waiter
+
+    async def drop_sockets(self) -> None:
+        """Close every connection from the server side (a network blip)."""
+        for ws in list(self._sockets):
+            await ws.close()
+
+    # Envelope builders: what Slack sends for each kind of user gesture.
+    async def slash_command(
+        self, text: str, *, user: str = "U0ALICE", channel: str = "general", command: str = "/ops"
+    ) -> asyncio.Future[JSON]:
+        cid = self._channel(channel)["id"]
+        return await self.push(
+            "slash_commands",
+            {
+                "token": "sandbox",
+                "team_id": TEAM_ID,
+                "team_domain": "sandbox",
+                "channel_id": cid,
+                "channel_name": self.channels[cid]["name"],
+                "user_id": user,
+                "user_name": self.users.get(user, {}).get("name", user),
+                "command": command,
+                "text": text,
+                "api_app_id": "A0OPSBOT",
+                "trigger_id": uuid.uuid4().hex,
+                "response_url": self.response_url(cid, user),
+            },
+        )
+
+    async def click(
+        self, channel: str, ts: str, action_id: str, value: str, *, user: str = "U0ALICE"
+    ) -> asyncio.Future[JSON]:
+        """A button click on message `ts` (a block_actions interactive envelope)."""
+        ch = self._channel(channel)
+        message = self._message(ch, ts)
+        return await self.push(
+            "interactive",
+            {
+                "type": "block_actions",
+                "user": {
+                    "id": user,
+                    "team_id": TEAM_ID,
+                    "username": self.users.get(user, {}).get("name"),
+                },
+                "api_app_id": "A0OPSBOT",
+                "team": {"id": TEAM_ID},
+                "trigger_id": uuid.uuid4().hex,
+                "container": {"type": "message", "message_ts": ts, "channel_id": ch["id"]},
+                "channel": {"id": ch["id"], "name": ch["name"]},
+                "message": message,
+                "response_url": self.response_url(ch["id"], user),
+                "actions": [
+                    {
+                        "type": "button",
+                        "action_id": action_id,
+                        "block_id": action_id,
+                        "value": value,
+                        "action_ts": str(time.time()),
+                    }
+                ],
+            },
+        )
+
+    async def submit_view(
+        self, view_id: str, values: dict[str, dict[str, str]], *, user: str = "U0ALICE"
+    ) -> asyncio.Future[JSON]:
+        """Submit modal `view_id`; `values` is {block_id: {action_id: text}}."""
+        view = dict(self.state["views"][view_id])
+        view["state"] = {
+            "values": {
+                b: {a: {"type": "plain_text_input", "value": v} for a, v in inner.items()}
+                for b, inner in values.items()
+            }
+        }
+        return await self.push(
+            "interactive",
+            {
+                "type": "view_submission",
+                "team": {"id": TEAM_ID},
+                "api_app_id": "A0OPSBOT",
+                "user": {"id": user, "team_id": TEAM_ID},
+                "view": view,
+                "trigger_id": uuid.uuid4().hex,
+            },
+        )
+
+    async def event(self, event: JSON) -> asyncio.Future[JSON]:
+        return await self.push(
+            "events_api",
+            {
+                "token": "sandbox",
+                "team_id": TEAM_ID,
+                "api_app_id": "A0OPSBOT",
+                "event": event,
+                "type": "event_callback",
+                "event_id": "Ev" + uuid.uuid4().hex[:10],
+                "event_time": int(time.time()),
+                "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
+            },
+        )
+
+
+async def _params(request: web.Request) -> JSON:
+    """Query string, form fields and a JSON body, merged; JSON-encoded form values decoded."""
+    params: JSON = dict(request.query)
+    if request.content_type == "application/json":
+        body = await request.json()
+        params.update(body if isinstance(body, dict) else {})
+    elif request.can_read_body:
+        params.update(dict(await request.post()))
+    for key in ("blocks", "view", "attachments"):
+        value = params.get(key)
+        if isinstance(value, str) and value[:1] in "[{":
+            params[key] = json.loads(value)
+    return params
