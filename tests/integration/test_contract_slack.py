@@ -17,6 +17,16 @@ from executors.base import (
 )
 from executors.sandbox.slack import APP_TOKEN, BOT_TOKEN, SlackStandIn
 from executors.slack import SlackExecutor, build
+from tests.integration.contract import (
+    SLOW_TIMEOUT,
+    ContractSuite,
+    CountingThrottle,
+    Op,
+    Platform,
+    pytest_generate_tests,
+)
+
+__all__ = ["pytest_generate_tests"]  # parametrizes the contract suite's cases and faults
 
 
 @pytest.fixture
@@ -140,17 +150,6 @@ async def test_permanent_errors_and_validation(
     assert standin.calls_to("conversations.open") == []
 
 
-async def test_slow_answer_times_out_as_retryable(standin: SlackStandIn) -> None:
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    client = AsyncWebClient(token=BOT_TOKEN, base_url=standin.api_url, timeout=1, retry_handlers=[])
-    standin.faults.set("slow", delay=3, count=1)
-    with pytest.raises(RetryableError):
-        await SlackExecutor(client).operations["send_notification"](
-            {"channel": "#general", "text": "x"}
-        )
-
-
 async def test_check_and_disabled(standin: SlackStandIn, executor: SlackExecutor) -> None:
     assert (await executor.check()).ok
     standin.faults.set("401")
@@ -158,3 +157,89 @@ async def test_check_and_disabled(standin: SlackStandIn, executor: SlackExecutor
     assert not result.ok and "AuthError" in result.detail
     with pytest.raises(PlatformDisabled, match="SLACK_BOT_TOKEN is not set"):
         build(load_settings(_env_file=None, slack_bot_token=None), executor.throttled)  # type: ignore[attr-defined]
+
+
+def _posted(channel: str) -> Any:
+    def check(standin: SlackStandIn, data: dict[str, Any], result: dict[str, Any]) -> None:
+        texts = [m["text"] for m in standin.messages(result["channel"])]
+        assert data["text"] in texts, texts
+
+    return check
+
+
+def _gone(standin: SlackStandIn, data: dict[str, Any], result: dict[str, Any]) -> None:
+    assert result["ts"] not in [m["ts"] for m in standin.messages(result["channel"])]
+
+
+def _root(standin: SlackStandIn, text: str = "root") -> dict[str, Any]:
+    """A message seeded directly in the stand-in's state (no request)."""
+    channel = standin.channels[standin.add_channel("general")]
+    ts = f"1700000000.{len(channel['messages']) + 1:06d}"
+    channel["messages"].append({"type": "message", "ts": ts, "text": text, "blocks": []})
+    return {"channel": channel["id"], "ts": ts}
+
+
+def _restored(standin: SlackStandIn, data: dict[str, Any], result: dict[str, Any]) -> None:
+    [message] = [m for m in standin.messages(result["channel"]) if m["ts"] == result["ts"]]
+    assert message["text"] == "root"
+
+
+def _updated(standin: SlackStandIn, data: dict[str, Any], result: dict[str, Any]) -> None:
+    [message] = [m for m in standin.messages(result["channel"]) if m["ts"] == result["ts"]]
+    assert message["text"] == data["text"]
+
+
+KEYS = ("channel", "ts", "permalink")
+
+
+class TestSlackContract(ContractSuite):
+    CASES = [
+        Op(
+            "send_notification",
+            lambda s: {"channel": "#operations", "text": "hello"},
+            _posted("operations"),
+            _gone,
+            KEYS,
+            required=("text",),
+        ),
+        Op(
+            "send_dm",
+            lambda s: {"user": "U0BOB", "text": "psst"},
+            _posted("dm"),
+            _gone,
+            KEYS,
+            required=("user", "text"),
+        ),
+        Op(
+            "reply_in_thread",
+            lambda s: {**_root(s), "thread_ts": _root(s)["ts"], "text": "re"},
+            _posted("general"),
+            _gone,
+            KEYS,
+            required=("channel", "thread_ts", "text"),
+        ),
+        Op(
+            "update_message",
+            lambda s: {**_root(s), "text": "edited"},
+            _updated,
+            _restored,
+            KEYS,
+            required=("channel", "ts", "text"),
+        ),
+    ]
+
+    @pytest.fixture
+    async def platform(self) -> AsyncIterator[Platform]:
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        throttle = CountingThrottle()
+        async with SlackStandIn() as standin:
+            client = AsyncWebClient(
+                token=BOT_TOKEN,
+                base_url=standin.api_url,
+                timeout=SLOW_TIMEOUT,  # type: ignore[arg-type]
+                retry_handlers=[],
+            )
+            executor = SlackExecutor(client, throttle)
+            yield Platform(executor, standin, throttle)
+            await executor.aclose()
