@@ -1,0 +1,240 @@
+"""Alerts: one message per condition while it lasts (updated), then a resolved follow-up;
+history in the store; failure thresholds; failing sinks never break the caller or loop."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.alert_rules import AlertRules, Thresholds
+from bot.alert_sinks import AlertNotice, LogSink, SlackSink
+from bot.alerts import Alerter
+from bot.store.engine import Store
+from tests.conftest import FakeClock
+
+
+class SlackStandIn:
+    """Records what the Slack helper's posting callable was asked to do."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fail = fail
+
+    async def __call__(self, text: str, *, update: str | None, thread: str | None) -> str:
+        if self.fail:
+            raise ConnectionError("slack is down")
+        self.calls.append({"text": text, "update": update, "thread": thread})
+        return update or f"ts-{len(self.calls)}"
+
+    @property
+    def posts(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["update"] is None]
+
+
+class Recorder:
+    name = "webhook"
+    updates = False
+
+    def __init__(self) -> None:
+        self.notices: list[AlertNotice] = []
+
+    async def send(self, notice: AlertNotice) -> str | None:
+        self.notices.append(notice)
+        return None
+
+
+@pytest.fixture
+def slack() -> SlackStandIn:
+    return SlackStandIn()
+
+
+@pytest.fixture
+def hook() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def alerter(store: Store, slack: SlackStandIn, hook: Recorder, clock: FakeClock) -> Alerter:
+    return Alerter(store, [LogSink(), SlackSink(slack), hook], threshold=3, clock=clock)
+
+
+async def test_repeated_condition_is_one_message_updated_then_resolved(
+    alerter: Alerter, slack: SlackStandIn, hook: Recorder, clock: FakeClock
+) -> None:
+    assert await alerter.fire("circuit:notion", "Circuit opened: notion") == "opened"
+    clock.advance(60)
+    assert await alerter.fire("circuit:notion", "Circuit opened: notion") == "updated"
+    assert await alerter.fire("circuit:notion", "Circuit opened: notion") == "updated"
+    assert await alerter.resolve("circuit:notion", "Circuit closed")
+    await alerter.flush()
+
+    assert len(slack.posts) == 2  # the alert, then the resolved follow-up in its thread
+    first_ts = "ts-1"
+    assert slack.posts[1]["thread"] == first_ts and "Resolved" in slack.posts[1]["text"]
+    edits = [c for c in slack.calls if c["update"] == first_ts]
+    assert len(edits) == 3 and "RESOLVED" in edits[-1]["text"]
+    assert [n.event for n in hook.notices] == ["opened", "resolved"]
+
+    (row,) = await alerter.history()
+    assert row["status"] == "resolved" and row["count"] == 3
+    assert json.loads(row["refs"]) == {"slack": first_ts}
+
+
+async def test_after_resolve_the_same_condition_opens_a_new_alert(
+    alerter: Alerter, slack: SlackStandIn
+) -> None:
+    await alerter.fire("queue_depth", "deep")
+    await alerter.resolve("queue_depth")
+    assert await alerter.fire("queue_depth", "deep again") == "opened"
+    await alerter.flush()
+    assert len(await alerter.history()) == 2
+    assert len(await alerter.active()) == 1
+
+
+async def test_active_alert_survives_a_restart_without_a_second_message(
+    store: Store, slack: SlackStandIn, clock: FakeClock
+) -> None:
+    first = Alerter(store, [SlackSink(slack)], clock=clock)
+    await first.fire("circuit:trello", "Circuit opened: trello")
+    await first.flush()
+    second = Alerter(store, [SlackSink(slack)], clock=clock)  # a new process, same store
+    assert await second.fire("circuit:trello", "Circuit opened: trello") == "updated"
+    await second.flush()
+    assert len(slack.posts) == 1
+    assert slack.calls[-1]["update"] == "ts-1"  # it edits the message the first process sent
+
+
+async def test_failure_threshold_fires_once_and_success_resets(
+    alerter: Alerter, hook: Recorder
+) -> None:
+    for _ in range(2):
+        await alerter.record_failure("notion.create_task", "HTTP 503")
+    assert await alerter.active() == []
+    for _ in range(3):
+        await alerter.record_failure("notion.create_task", "HTTP 503")
+    (active,) = await alerter.active()
+    assert active["key"] == "failures:notion.create_task" and active["count"] == 3
+    await alerter.record_success("notion.create_task")
+    assert await alerter.active() == []
+    assert alerter.failures == {}
+    await alerter.record_failure("notion.create_task")  # the count starts again from zero
+    assert await alerter.active() == []
+    await alerter.flush()
+    assert [n.event for n in hook.notices] == ["opened", "resolved"]
+
+
+async def test_a_failing_sink_never_fails_the_caller(store: Store, hook: Recorder) -> None:
+    broken = SlackStandIn(fail=True)
+    alerter = Alerter(store, [SlackSink(broken), hook])
+    assert await alerter.fire("auth:notion", "auth failure") == "opened"
+    await alerter.flush()
+    assert len(hook.notices) == 1  # the other sinks still got it
+    assert len(await alerter.active()) == 1  # and no alert about the failed sink was raised
+
+
+async def test_alert_about_slack_never_goes_through_slack(
+    store: Store, slack: SlackStandIn, hook: Recorder, clock: FakeClock
+) -> None:
+    rules = AlertRules(Alerter(store, [SlackSink(slack), hook], clock=clock), clock=clock)
+    rules.on_outcome(
+        {
+            "id": "a1",
+            "status": "dead_lettered",
+            "platform": "slack",
+            "type": "send_dm",
+            "error": "invalid_auth",
+            "error_kind": "AuthError",
+        }
+    )
+    await rules.drain()
+    await rules.alerter.flush()
+    assert slack.calls == []
+    assert {n.key for n in hook.notices} == {"dead_letter:slack.send_dm", "auth:slack"}
+
+
+async def _set_circuit(store: Store, platform: str, state: str) -> None:
+    def write(conn: Any) -> None:
+        conn.exec_driver_sql(
+            "INSERT INTO circuits (platform, state, consecutive_failures, half_open_successes,"
+            " updated_at, last_error) VALUES (?, ?, 5, 0, 0, 'HTTP 503') "
+            "ON CONFLICT(platform) DO UPDATE SET state = excluded.state",
+            (platform, state),
+        )
+
+    await store.write(write)
+
+
+async def _add_finished(store: Store, status: str, n: int, at: float) -> None:
+    def write(conn: Any) -> None:
+        for i in range(n):
+            conn.exec_driver_sql(
+                "INSERT INTO actions (id, type, platform, priority, priority_rank, status, data,"
+                " created_at, finished_at, available_at, attempts, max_attempts, requires_approval,"
+                " notify, fallback_used) VALUES (?, 'echo', 'echo', 'normal', 2, ?, '{}', ?, ?, 0,"
+                " 1, 4, 0, 0, 0)",
+                (f"{status}-{at}-{i}", status, at, at if status != "queued" else None),
+            )
+
+    await store.write(write)
+
+
+async def test_circuit_open_then_closed_gives_one_alert_and_a_resolve(
+    store: Store, hook: Recorder, clock: FakeClock
+) -> None:
+    rules = AlertRules(Alerter(store, [hook], clock=clock), clock=clock)
+    await _set_circuit(store, "notion", "open")
+    await rules.evaluate()
+    await rules.evaluate()  # still open: no second message
+    await _set_circuit(store, "notion", "closed")
+    await rules.evaluate()
+    await rules.alerter.flush()
+    assert [(n.event, n.key) for n in hook.notices] == [
+        ("opened", "circuit:notion"),
+        ("resolved", "circuit:notion"),
+    ]
+
+
+async def test_success_rate_below_threshold_over_the_window(
+    store: Store, hook: Recorder, clock: FakeClock
+) -> None:
+    rules = AlertRules(Alerter(store, [hook], clock=clock), clock=clock)
+    await _add_finished(store, "succeeded", 8, clock.now - 60)
+    await _add_finished(store, "dead_lettered", 2, clock.now - 60)  # 80%
+    await rules.evaluate()
+    assert [a["key"] for a in await rules.alerter.active()] == ["success_rate"]
+    clock.advance(16 * 60)  # those failures leave the 15-minute window
+    await _add_finished(store, "succeeded", 10, clock.now - 10)
+    await rules.evaluate()
+    assert await rules.alerter.active() == []
+
+
+async def test_queue_depth_must_last_ten_minutes(
+    store: Store, hook: Recorder, clock: FakeClock
+) -> None:
+    rules = AlertRules(Alerter(store, [hook], clock=clock), Thresholds(queue_depth=5), clock)
+    await _add_finished(store, "queued", 6, clock.now)
+    await rules.evaluate()
+    clock.advance(9 * 60)
+    await rules.evaluate()
+    assert await rules.alerter.active() == []
+    clock.advance(61)
+    await rules.evaluate()
+    assert [a["key"] for a in await rules.alerter.active()] == ["queue_depth"]
+
+
+async def test_event_alerts_resolve_after_a_quiet_period(
+    store: Store, hook: Recorder, clock: FakeClock
+) -> None:
+    rules = AlertRules(Alerter(store, [hook], clock=clock), clock=clock)
+    for action_id in ("a1", "a2"):
+        rules.on_outcome(
+            {"id": action_id, "status": "expired", "platform": "trello", "type": "archive_card"}
+        )
+    await rules.drain()
+    (active,) = await rules.alerter.active()
+    assert active["key"] == "approval_expired" and active["count"] == 2
+    clock.advance(16 * 60)
+    await rules.evaluate()
+    assert await rules.alerter.active() == []
