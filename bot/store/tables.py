@@ -7,6 +7,7 @@ statements over these tables, in batches; the ORM classes are for definition and
 
 from __future__ import annotations
 
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 1
@@ -127,3 +128,59 @@ class AlertRow(SQLModel, table=True):
     resolved_at: float | None = None
     refs: str = "{}"  # JSON: sink name -> message reference (Slack ts), for in-place updates
     detail: str | None = None
+
+
+# --- workflows (bot/workflows/): definition versions, runs, promotions. A run's steps are the
+# actions rows carrying its run_id and step_name (the action row is the step journal).
+
+
+class WorkflowVersionRow(SQLModel, table=True):
+    __tablename__ = "workflow_versions"
+    __table_args__ = (UniqueConstraint("name", "hash"), UniqueConstraint("name", "version"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    version: int  # 1, 2, ... per name, in order of first sight
+    hash: str  # sha256 of the canonical definition
+    definition: str  # canonical JSON, what runs of this version execute
+    created_at: float
+
+
+class WorkflowRunRow(SQLModel, table=True):
+    __tablename__ = "workflow_runs"
+
+    id: str = Field(primary_key=True)
+    name: str = Field(index=True)
+    version: int
+    env: str = "dev"
+    status: str = Field(index=True)
+    transactional: bool = False
+    input: str = "{}"
+    error: str | None = None
+    idempotency_key: str | None = Field(default=None, unique=True)
+    requested_by: str | None = None
+    source: str | None = None
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    deadline_at: float | None = None
+    updated_at: float = 0.0
+    skipped: str = "{}"  # step -> why it never became an action (template error, cancelled run)
+    rollback: str | None = None  # JSON: rolled_back, not_rolled_back, irreversible, errors
+    rollback_generation: int = 0  # bumped by retry-rollback / forced rollback
+    comment: str | None = None  # operator's note when resolving
+
+
+class WorkflowPromotionRow(SQLModel, table=True):
+    __tablename__ = "workflow_promotions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    version: int
+    hash: str
+    from_env: str | None = None
+    to_env: str
+    forced: bool = False
+    actor: str = "system"
+    at: float
+    comment: str | None = None

@@ -1,0 +1,1 @@
+"""Workflows: definitions (load, validate, version), the durable runner and LIFO rollback."""
