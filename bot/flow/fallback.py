@@ -59,6 +59,9 @@ class FallbackChain:
     def for_action(self, platform: str, action_type: str) -> tuple[str, str] | None:
         return self._chains.get((platform, action_type))
 
+    def has_fallback(self, platform: str) -> bool:
+        return any(source == platform for source, _ in self._chains)
+
     def translate(self, src_type: str, dst_type: str, data: JSON) -> JSON:
         if src_type == dst_type:
             return dict(data)

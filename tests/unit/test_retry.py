@@ -32,7 +32,10 @@ def test_delay_is_at_least_retry_after() -> None:
 def test_defaults_match_the_seed() -> None:
     policy = RetryPolicy()
     assert (policy.max_retries, policy.initial, policy.multiplier, policy.max_delay) == (
-        3, 1.0, 2.0, 30.0,
+        3,
+        1.0,
+        2.0,
+        30.0,
     )
     assert policy.max_attempts == 4
 

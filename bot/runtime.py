@@ -1,0 +1,157 @@
+"""Build everything from Settings, run it, and stop it cleanly.
+
+`Runtime` owns the store, queue, intake, flow control, executors and worker pool. Front doors
+added by later issues (Slack app, HTTP server, scheduler) plug in as `Service`s: objects with
+`async start()` and `async stop()`, started after the pool and stopped before it, in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.config import Settings
+from bot.flow.breaker import Breakers
+from bot.flow.fallback import FallbackChain
+from bot.flow.ratelimit import RateLimiters
+from bot.flow.retry import RetryPolicy
+from bot.routing import PLATFORMS
+from bot.store.engine import Store
+from bot.worker import WorkerPool
+from executors.base import Executor
+from executors.registry import build_executors
+
+if TYPE_CHECKING:
+    from bot.queue import Queue
+
+log = logging.getLogger(__name__)
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Runtime:
+    """`async with Runtime(settings) as rt: await rt.run_forever()`."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.services: list[Service] = []  # add before entering; Slack, HTTP, scheduler ...
+        self.executors: dict[str, Executor] = {}
+        self.disabled: dict[str, str] = {}
+        self.store: Store
+        self.queue: Queue
+        self.intake: Any = None
+        self.pool: WorkerPool
+        self._started: list[Service] = []
+        self._stop = asyncio.Event()
+
+    async def __aenter__(self) -> Runtime:
+        from bot.queue import Queue
+
+        settings = self.settings
+        self.store = await asyncio.to_thread(Store, settings.opsbot_database_url)
+        self.queue = Queue(self.store, settings, clock=self.clock)
+        self.intake = _make_intake(self.queue)
+        self.limiters = RateLimiters.from_settings(settings)
+        self.breakers = Breakers(
+            PLATFORMS,
+            settings.circuit_breaker_threshold,
+            settings.circuit_breaker_timeout,
+            settings.circuit_breaker_half_open_successes,
+            self.clock,
+        )
+        self.policy = RetryPolicy.from_settings(settings)
+        self.fallbacks = FallbackChain(settings.fallbacks)
+        self.executors, self.disabled = build_executors(settings, self.limiters.throttle)
+        self.pool = WorkerPool(
+            self.queue, self.executors, self.limiters, self.breakers, self.policy,
+            self.fallbacks, settings, self.clock, store=self.store, disabled=self.disabled,
+        )  # fmt: skip
+        await self.pool.start()
+        try:
+            for service in self.services:
+                await service.start()
+                self._started.append(service)
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        for service in reversed(self._started):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping %r failed", service)
+        self._started.clear()
+        await self.pool.stop(self.settings.opsbot_drain_timeout)
+        for executor in self.executors.values():
+            try:
+                await executor.aclose()
+            except Exception:
+                log.exception("closing the %s executor failed", executor.platform)
+        await asyncio.to_thread(self.store.close)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run_forever(self) -> None:
+        """Run until SIGINT/SIGTERM (or `request_stop()`)."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop.set)
+                installed.append(sig)
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+def _make_intake(queue: Queue) -> Any:
+    try:
+        from bot.intake import Intake
+    except ImportError:  # the intake module may not exist in a partial checkout
+        return None
+    return Intake(queue)
+
+
+def run_worker(settings: Settings, drain: bool = False) -> int:
+    """`opsbot worker [--drain]`: run the workers alone; with drain, exit once nothing is left."""
+
+    async def main() -> int:
+        runtime = Runtime(settings)
+        async with runtime:
+            if not drain:
+                await runtime.run_forever()
+                return 0
+            drained = asyncio.create_task(runtime.pool.wait_drained())
+            stopped = asyncio.create_task(runtime.run_forever())
+            await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (drained, stopped):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return 0
+
+    return asyncio.run(main())

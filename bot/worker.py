@@ -1,0 +1,320 @@
+"""The worker pool: claim -> circuit breaker -> executor (rate-limited per request) -> outcome.
+
+Throughput comes from batching the database work, not from the worker count:
+- one dispatcher task claims up to `prefetch` actions in one transaction and feeds an in-memory
+  queue; it claims again when half of them are done (big batches, few transactions);
+- QUEUE_WORKERS worker tasks run actions and append their Outcome to a list;
+- one recorder task writes all pending outcomes in one `queue.record` call, starting again as
+  soon as the previous commit finished (grouped commits under load, low latency when idle);
+- a housekeeping task renews the leases of every held action, reaps expired leases of dead
+  workers and syncs the breakers with the `circuits` table.
+Delivery is at-least-once: an action whose worker dies is claimed again when its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from bot.config import Settings
+from bot.flow.breaker import Breakers
+from bot.flow.fallback import FallbackChain
+from bot.flow.ratelimit import RateLimiters
+from bot.flow.retry import RetryPolicy, classify, error_kind, retry_after_of, status_of
+from executors.base import Executor, PlatformDisabled, RateLimited
+
+if TYPE_CHECKING:
+    from bot.queue import Claimed, Outcome, Queue
+    from bot.store.engine import Store
+
+log = logging.getLogger(__name__)
+
+ATTEMPT_TIMEOUT = 60.0  # seconds per attempt, rate-limit waits included
+PARK_SECONDS = 5.0  # how long an open platform stays unclaimed after an action had to wait
+IDLE_WAIT = 0.25  # max seconds between claims when idle (picks up retries that became due)
+_STOP = None  # sentinel telling a worker task to exit
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        queue: Queue,
+        executors: Mapping[str, Executor],
+        limiters: RateLimiters,
+        breakers: Breakers,
+        policy: RetryPolicy,
+        fallbacks: FallbackChain,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        *,
+        store: Store | None = None,
+        disabled: Mapping[str, str] | None = None,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
+    ) -> None:
+        self.queue, self.executors, self.limiters = queue, executors, limiters
+        self.breakers, self.policy, self.fallbacks = breakers, policy, fallbacks
+        self.settings, self.clock, self.store = settings, clock, store
+        self.disabled = dict(disabled or {})
+        self.attempt_timeout = attempt_timeout
+        self.workers = settings.queue_workers
+        self.prefetch = max(2 * self.workers, 100)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
+        self._held: dict[str, Claimed] = {}  # claimed and not yet recorded
+        self._outcomes: list[Outcome] = []
+        self._have_outcomes = asyncio.Event()
+        self._room = asyncio.Event()  # set when held drops to the low-water mark
+        self._parked: dict[str, float] = {}  # open platform -> unclaimed until
+        self._stopping = False
+        self._idle = asyncio.Event()  # set when a claim found nothing and nothing is held
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._recorder: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
+        self.executed = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.store is not None:
+            await self.store.write(self.breakers.sync)
+        self._recorder = asyncio.create_task(self._record_loop(), name="opsbot-recorder")
+        self._workers = [
+            asyncio.create_task(self._work_loop(i), name=f"opsbot-worker-{i}")
+            for i in range(self.workers)
+        ]
+        self._housekeeper = asyncio.create_task(self._housekeeping(), name="opsbot-housekeeping")
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="opsbot-dispatcher")
+
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Stop claiming, let running actions finish within the bound, release the rest."""
+        if drain_timeout is None:
+            drain_timeout = self.settings.opsbot_drain_timeout
+        self._stopping = True
+        await _cancel(self._dispatcher)
+        while not self._ready.empty():  # claimed but never started: released below
+            self._ready.get_nowait()
+        for _ in self._workers:
+            self._ready.put_nowait(_STOP)
+        if self._workers:
+            _, late = await asyncio.wait(self._workers, timeout=drain_timeout or None)
+            for task in late:
+                await _cancel(task)
+        await self._flush()
+        await _cancel(self._recorder)
+        await _cancel(self._housekeeper)
+        leftover = list(self._held)
+        if leftover:
+            await self.queue.release(self.owner, leftover)
+            self._held.clear()
+        if self.store is not None:
+            await self.store.write(self.breakers.sync)
+
+    async def run_until_drained(self) -> None:
+        """Start, run until nothing is left to run, stop."""
+        await self.start()
+        try:
+            await self.wait_drained()
+        finally:
+            await self.stop()
+
+    async def wait_drained(self, check_every: float = 0.2) -> None:
+        """Return once nothing is left to run: queued (now or later) or running."""
+        while True:
+            await self._idle.wait()
+            if not await self._work_left():
+                return
+            await asyncio.sleep(check_every)  # e.g. retries scheduled for later
+
+    # -- dispatcher -----------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping:
+            if len(self._held) > self.prefetch // 2:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            try:
+                batch = await self._claim(self.prefetch - len(self._held))
+            except Exception:
+                log.exception("claim failed; retrying shortly")
+                await asyncio.sleep(1.0)
+                continue
+            for claimed in batch:
+                self._held[claimed.id] = claimed
+                self._ready.put_nowait(claimed)
+            if not batch:
+                if not self._held:
+                    self._idle.set()
+                await self.queue.wait_for_work(IDLE_WAIT)
+            else:
+                self._idle.clear()
+
+    async def _claim(self, limit: int) -> list[Claimed]:
+        now = self.clock()
+        self._parked = {p: t for p, t in self._parked.items() if t > now}
+        blocked = self.breakers.blocked()
+        # An open platform stays claimable when some of its types have a fallback, unless an
+        # action without one had to wait recently (parked): that avoids claim/release churn.
+        exclude = frozenset(
+            p for p in blocked if p in self._parked or not self.fallbacks.has_fallback(p)
+        )
+        return await self.queue.claim(
+            self.owner, limit, exclude=exclude, only_one=self.breakers.half_open() - blocked
+        )
+
+    # -- workers --------------------------------------------------------------------------------
+
+    async def _work_loop(self, index: int) -> None:
+        name = f"{self.owner}/w{index}"
+        while True:
+            claimed = await self._ready.get()
+            if claimed is None:
+                return
+            outcome = await self._run(claimed, name)
+            self.executed += 1
+            self._outcomes.append(outcome)
+            self._have_outcomes.set()
+
+    async def _run(self, claimed: Claimed, worker: str) -> Outcome:
+        from bot.queue import Outcome
+
+        started = self.clock()
+        route = self._route(claimed)
+        if route is None:
+            self._parked[claimed.platform] = started + PARK_SECONDS
+            return Outcome(claimed.id, "release", started, self.clock(), worker)
+        platform, action_type, data = route
+        fallback_used = platform != claimed.platform
+        executor = self.executors.get(platform)
+        if executor is None:
+            error = PlatformDisabled(self.disabled.get(platform, "no executor"), platform=platform)
+            return self._failed(claimed, worker, started, error, platform, fallback_used)
+        breaker = self.breakers.get(platform)
+        operation = executor.operations.get(action_type)
+        try:
+            if operation is None:
+                raise PlatformDisabled(f"{platform} has no operation {action_type!r}")
+            async with asyncio.timeout(self.attempt_timeout):
+                result = await operation(data)
+        except Exception as exc:
+            breaker.record_failure(exc)
+            if isinstance(exc, RateLimited):
+                self.limiters.penalise(platform, exc.retry_after)
+            return self._failed(claimed, worker, started, exc, platform, fallback_used)
+        except asyncio.CancelledError:
+            breaker.release_probe()  # shutdown: the action is released, nothing was learnt
+            raise
+        breaker.record_success()
+        return Outcome(
+            claimed.id, "succeeded", started, self.clock(), worker,
+            result=result, served_by=platform, fallback_used=fallback_used,
+        )  # fmt: skip
+
+    def _route(self, claimed: Claimed) -> tuple[str, str, dict[str, Any]] | None:
+        """(platform, type, data) to run now: the action's own, its fallback, or None (wait)."""
+        platform = claimed.platform
+        usable = platform in self.executors
+        if usable and self.breakers.get(platform).allow():
+            return platform, claimed.type, claimed.data
+        target = self.fallbacks.for_action(platform, claimed.type)
+        # allow() is asked last: in half-open it takes the probe slot.
+        if target and target[0] in self.executors and self.breakers.get(target[0]).allow():
+            data = self.fallbacks.translate(claimed.type, target[1], claimed.data)
+            return target[0], target[1], data
+        if not usable:  # disabled and no fallback: fail for good, saying why
+            return platform, claimed.type, claimed.data
+        return None
+
+    def _failed(
+        self, claimed: Claimed, worker: str, started: float, exc: BaseException,
+        platform: str, fallback_used: bool,
+    ) -> Outcome:  # fmt: skip
+        from bot.queue import Outcome
+
+        now = self.clock()
+        retry_after = retry_after_of(exc)
+        retry = classify(exc) == "retry" and claimed.attempt < claimed.max_attempts
+        message = str(exc) or type(exc).__name__
+        if retry:
+            log.debug("action %s attempt %d failed: %s", claimed.id, claimed.attempt, message)
+        return Outcome(
+            claimed.id, "retry" if retry else "dead", started, now, worker,
+            served_by=platform, fallback_used=fallback_used, error=message,
+            error_kind=error_kind(exc), status_code=status_of(exc), retry_after=retry_after,
+            retry_at=now + self.policy.delay(claimed.attempt, retry_after) if retry else None,
+        )  # fmt: skip
+
+    # -- recorder and housekeeping --------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        while True:
+            await self._have_outcomes.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        while self._outcomes:
+            self._have_outcomes.clear()
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self.queue.record(batch)
+            except Exception:
+                log.exception("recording %d outcomes failed; retrying", len(batch))
+                self._outcomes[:0] = batch
+                await asyncio.sleep(0.5)
+                continue
+            for outcome in batch:
+                self._held.pop(outcome.action_id, None)
+            if len(self._held) <= self.prefetch // 2:
+                self._room.set()
+
+    async def _housekeeping(self) -> None:
+        lease = self.settings.opsbot_lease_seconds
+        tick = min(1.0, lease / 3)
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                if self._held:
+                    await self.queue.renew(self.owner, list(self._held))
+                await self.queue.reap_expired()
+                if self.store is not None:
+                    await self.store.write(self.breakers.sync)
+            except Exception:
+                log.exception("housekeeping failed; will try again")
+
+    async def _work_left(self) -> bool:
+        if self._held or self._outcomes:
+            return True
+        if self.store is None:
+            return False
+        return await self.store.read(_runnable_left)
+
+
+def _runnable_left(conn: Any) -> bool:
+    """Any action still to run: queued (now or later), scheduled for retry or running, on a
+    platform that is not paused."""
+    from sqlalchemy import text
+
+    sql = text(
+        "SELECT 1 FROM actions WHERE status IN ('queued', 'retry_scheduled', 'running') "
+        "AND platform NOT IN (SELECT platform FROM pauses) "
+        "AND NOT EXISTS (SELECT 1 FROM pauses WHERE platform = '*') LIMIT 1"
+    )
+    return conn.execute(sql).first() is not None
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is None or task.done():
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("task %s had failed: %r", task.get_name(), task.exception())
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

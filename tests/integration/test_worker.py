@@ -1,0 +1,261 @@
+"""The worker pool against a real SQLite queue and echo actions: outcomes in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.actions import parse_actions
+from bot.config import Settings
+from bot.flow.breaker import OPEN, Breakers, reset_circuit
+from bot.flow.fallback import FallbackChain
+from bot.flow.ratelimit import RateLimiters
+from bot.flow.retry import RetryPolicy
+from bot.queue import Queue
+from bot.routing import PLATFORMS
+from bot.store.engine import Store
+from bot.worker import WorkerPool
+from executors.base import JSON, CheckResult, Executor, Operation, RetryableError
+from executors.echo import EchoExecutor
+
+FINAL = {"succeeded", "dead_lettered"}
+
+
+class FakeTrello:
+    """A tiny trello-like executor: remembers the cards it was asked to create."""
+
+    platform = "trello"
+
+    def __init__(self) -> None:
+        self.cards: list[JSON] = []
+
+    @property
+    def operations(self) -> Mapping[str, Operation]:
+        return {"create_card": self.create_card}
+
+    async def create_card(self, data: JSON) -> JSON:
+        self.cards.append(data)
+        return {"id": f"card{len(self.cards)}"}
+
+    def reversible(self, action_type: str) -> bool:
+        return False
+
+    async def compensate(self, action_type: str, data: JSON, result: JSON) -> JSON:
+        return {}
+
+    async def check(self) -> CheckResult:
+        return CheckResult("trello", True, "fake")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Harness:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self.queue = Queue(store, settings)
+        self.breakers = Breakers(PLATFORMS, clock=time.time)
+        self.limiters = RateLimiters(settings.rate_limits)
+        self.trello = FakeTrello()
+        self.executors: dict[str, Executor] = {
+            "echo": EchoExecutor(self.limiters.throttle("echo")),
+            "trello": self.trello,
+        }
+        self.pool = self.make_pool()
+
+    def make_pool(self) -> WorkerPool:
+        return WorkerPool(
+            self.queue, self.executors, self.limiters, self.breakers,
+            RetryPolicy.from_settings(self.settings), FallbackChain(self.settings.fallbacks),
+            self.settings, store=self.store, disabled={"notion": "test: no notion"},
+        )  # fmt: skip
+
+    async def submit(self, *actions: dict[str, Any]) -> list[str]:
+        results = await self.queue.submit(parse_actions(list(actions)))
+        return [r.id for r in results]
+
+    async def wait_for(self, ids: list[str], statuses: set[str], limit: float = 10.0) -> list[dict]:
+        """Poll the store (bounded) until every action has one of `statuses`."""
+        async with asyncio.timeout(limit):
+            while True:
+                views = [await self.queue.get(i) for i in ids]
+                if all(v["status"] in statuses for v in views):
+                    return views
+                await asyncio.sleep(0.02)
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "opsbot_database_url": f"sqlite:///{tmp_path / 'queue.db'}",
+        "retry_initial_delay": 0.01,
+        "retry_max_delay": 0.05,
+        "opsbot_lease_seconds": 5.0,
+        "_env_file": None,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = make_settings(tmp_path)
+    store = Store(settings.opsbot_database_url)
+    yield Harness(store, settings)
+    store.close()
+
+
+def echo(**data: Any) -> dict[str, Any]:
+    return {"type": "echo", "data": data}
+
+
+async def test_priorities_respected(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, queue_workers=1)
+    store = Store(settings.opsbot_database_url)
+    h = Harness(store, settings)
+    record = tmp_path / "order.jsonl"
+    ids = await h.submit(
+        *(
+            {"type": "echo", "priority": p, "data": {"p": p, "record": str(record)}}
+            for p in ("low", "normal", "high", "critical", "normal")
+        )
+    )
+    await h.pool.start()
+    try:
+        await h.wait_for(ids, {"succeeded"})
+    finally:
+        await h.pool.stop(1.0)
+        store.close()
+    order = [json.loads(line)["p"] for line in record.read_text().splitlines()]
+    assert order == ["critical", "high", "normal", "normal", "low"]
+
+
+async def test_retries_then_success(harness: Harness) -> None:
+    (action_id,) = await harness.submit(echo(fail="retryable", fail_times=2, key="r1"))
+    await harness.pool.start()
+    try:
+        (view,) = await harness.wait_for([action_id], FINAL)
+    finally:
+        await harness.pool.stop(1.0)
+    assert view["status"] == "succeeded"
+    attempts = view["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed", "failed", "succeeded"]
+    assert attempts[0]["error_kind"] == "RetryableError"
+
+
+async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(
+    harness: Harness,
+) -> None:
+    ids = await harness.submit(echo(fail="permanent"), echo(fail="retryable", key="always"))
+    await harness.pool.start()
+    try:
+        permanent, exhausted = await harness.wait_for(ids, FINAL)
+    finally:
+        await harness.pool.stop(1.0)
+    assert permanent["status"] == "dead_lettered"
+    assert len(permanent["attempts"]) == 1
+    assert permanent["attempts"][0]["error_kind"] == "PermanentError"
+    assert exhausted["status"] == "dead_lettered"
+    assert len(exhausted["attempts"]) == 4  # 1 try + MAX_RETRY_ATTEMPTS=3 retries
+    assert all(a["error"] for a in exhausted["attempts"])
+
+
+async def test_open_breaker_holds_actions_without_spending_attempts(harness: Harness) -> None:
+    failing = await harness.submit(
+        *(echo(fail="retryable", fail_times=5, key="burst") for _ in range(5))
+    )
+    await harness.pool.start()
+    try:
+        await asyncio.wait_for(_until(lambda: harness.breakers.get("echo").state == OPEN), 10)
+        (held,) = await harness.submit(echo(n="held"))
+        await asyncio.sleep(0.5)  # several claim rounds while the circuit is open
+        view = await harness.queue.get(held)
+        assert view["status"] == "queued"
+        assert not view["attempts"]
+        await harness.store.write(lambda c: reset_circuit(c, "echo", _now(), "test"))
+        views = await harness.wait_for([held, *failing], FINAL, limit=10)
+    finally:
+        await harness.pool.stop(1.0)
+    assert all(v["status"] == "succeeded" for v in views)
+    assert len(views[0]["attempts"]) == 1
+
+
+async def test_fallback_serves_create_task_while_notion_is_unavailable(
+    harness: Harness,
+) -> None:
+    ids = await harness.submit(
+        {"type": "create_task", "data": {"title": "Fix login", "description": "500s"}}
+    )
+    await harness.pool.start()
+    try:
+        (view,) = await harness.wait_for(ids, FINAL)
+    finally:
+        await harness.pool.stop(1.0)
+    assert view["status"] == "succeeded"
+    assert view["served_by"] == "trello"
+    assert view["fallback_used"]
+    assert harness.trello.cards == [{"name": "Fix login", "desc": "500s"}]
+
+
+async def test_fallback_when_circuit_open(harness: Harness) -> None:
+    class BrokenNotion(FakeTrello):
+        platform = "notion"
+
+        @property
+        def operations(self) -> Mapping[str, Operation]:
+            return {"create_task": self.fail, "update_task": self.fail}
+
+        async def fail(self, data: JSON) -> JSON:
+            raise RetryableError("503 from notion", status=503)
+
+    harness.executors["notion"] = BrokenNotion()
+    notion = harness.breakers.get("notion")
+    for _ in range(5):
+        notion.record_failure(RetryableError("503"))
+    ids = await harness.submit(
+        {"type": "create_task", "data": {"title": "T"}},
+        {"type": "update_task", "data": {"page_id": "p1"}},
+    )
+    await harness.pool.start()
+    try:
+        (task,) = await harness.wait_for(ids[:1], FINAL)
+        await asyncio.sleep(0.3)
+        update = await harness.queue.get(ids[1])
+    finally:
+        await harness.pool.stop(1.0)
+    assert (task["status"], task["served_by"], task["fallback_used"]) == (
+        "succeeded",
+        "trello",
+        True,
+    )
+    assert update["status"] == "queued"  # waits for notion, no attempt spent
+    assert harness.trello.cards == [{"name": "T"}]
+
+
+async def test_clean_stop_releases_unfinished_actions(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, queue_workers=2)
+    store = Store(settings.opsbot_database_url)
+    h = Harness(store, settings)
+    quick, *slow = await h.submit(echo(n=0), *(echo(delay=30, n=i) for i in range(1, 5)))
+    await h.pool.start()
+    await h.wait_for([quick], FINAL)
+    await asyncio.wait_for(_until(lambda: h.pool.executed >= 1), 5)
+    await h.pool.stop(0.2)
+    views = [await h.queue.get(i) for i in slow]
+    store.close()
+    assert [v["status"] for v in views] == ["queued"] * 4
+    assert all(v["lease_owner"] is None for v in views)
+
+
+async def _until(condition: Any) -> None:
+    while not condition():  # noqa: ASYNC110 - polls in-memory state, bounded by the caller
+        await asyncio.sleep(0.01)
+
+
+def _now() -> float:
+    return time.time()
