@@ -1,10 +1,11 @@
-"""The Google side of the sandbox: throwaway service-account keys and an OAuth token endpoint.
+"""The Google side of the sandbox: throwaway service-account keys and the OAuth token endpoint.
 
-`make_service_account_key(token_uri)` returns a key JSON (as Google issues them) with a freshly
-generated RSA key whose `token_uri` points at a stand-in. The stand-ins mount
-`TokenIssuer.handle` at `/token`: google-auth posts a JWT-bearer grant there, the issuer checks
-the assertion's signature against the keys it generated and answers with a bearer token that the
-Drive and Sheets stand-ins then accept. One issuer can serve both stand-ins (one key for both).
+`GoogleTokenStandIn` plays oauth2.googleapis.com: `service_account_key()` returns a key JSON (as
+Google issues them) with a freshly generated RSA key whose `token_uri` points at this stand-in.
+google-auth posts a JWT-bearer grant to `/token`; the stand-in checks the assertion's signature
+against the keys it generated and answers with a bearer token, which the Drive and Sheets
+stand-ins accept (`valid(token)`). One token stand-in serves both, as one key does in production.
+It is a server of its own, as Google's is, so token requests never count against an API's limit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,72 +22,112 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import exceptions as google_exceptions
 from google.auth import jwt
 
+from executors.sandbox.standin import StandIn, retry_headers
+
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_LIFETIME = 3600
+SANDBOX_EMAIL = "opsbot@opsbot-sandbox.iam.gserviceaccount.com"
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 
-class TokenIssuer:
-    """Knows the public half of every key it generated; issues and recognises access tokens."""
+class GoogleTokenStandIn(StandIn):
+    """State: the generated key (reused across restarts) and the access tokens issued."""
 
-    def __init__(self, token_lifetime: int = TOKEN_LIFETIME) -> None:
-        self._public_keys: dict[str, str] = {}  # private_key_id -> public key PEM
-        self._tokens: dict[str, float] = {}  # access token -> expiry (epoch seconds)
+    name = "google-oauth"
+
+    def __init__(
+        self,
+        *,
+        state_file: str | Path | None = None,
+        port: int = 0,
+        token_lifetime: int = TOKEN_LIFETIME,
+    ) -> None:
+        super().__init__(state_file=state_file, port=port)
         self._lifetime = token_lifetime
-        self.issued = 0
 
-    def make_key(
-        self, token_uri: str, *, email: str = "opsbot@sandbox.iam.gserviceaccount.com"
-    ) -> dict[str, Any]:
-        """A service-account key JSON whose token requests this issuer will accept."""
-        key, key_id = make_service_account_key(token_uri, email=email)
-        self._public_keys[key_id] = public_pem(key["private_key"])
+    def initial_state(self) -> dict[str, Any]:
+        return {"keys": {}, "tokens": {}}
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/token", self._token)
+
+    def error_response(
+        self, status: int, message: str, retry_after: float | None = None
+    ) -> web.StreamResponse:
+        error = "temporarily_unavailable" if status >= 500 else "invalid_grant"
+        body = {"error": error, "error_description": message}
+        return web.json_response(body, status=status, headers=retry_headers(retry_after))
+
+    @property
+    def token_uri(self) -> str:
+        return f"{self.base_url}/token"
+
+    def service_account_key(self, email: str = SANDBOX_EMAIL) -> dict[str, Any]:
+        """A key JSON whose token requests this stand-in accepts (call after start)."""
+        for key in self.state["keys"].values():
+            if key["client_email"] == email:
+                return {**key, "token_uri": self.token_uri, "auth_uri": self.token_uri}
+        key = make_service_account_key(self.token_uri, email=email)
+        self.state["keys"][key["private_key_id"]] = key
+        self.changed()
         return key
 
     def valid(self, token: str) -> bool:
-        expiry = self._tokens.get(token)
+        expiry = self.state["tokens"].get(token)
         return expiry is not None and expiry > time.time()
 
     def revoke_all(self) -> None:
-        self._tokens.clear()
+        self.state["tokens"].clear()
+        self.changed()
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
         if form.get("grant_type") != JWT_GRANT:
             return _oauth_error("unsupported_grant_type", "expected a JWT bearer grant")
-        claims = self._verify(str(form.get("assertion", "")))
-        if claims is None:
+        if self._verify(str(form.get("assertion", ""))) is None:
             return _oauth_error("invalid_grant", "Invalid JWT Signature.")
         token = "ya29.sandbox-" + secrets.token_urlsafe(24)
-        self._tokens[token] = time.time() + self._lifetime
-        self.issued += 1
+        now = time.time()
+        tokens = self.state["tokens"]
+        for old in [t for t, expiry in tokens.items() if expiry <= now]:
+            del tokens[old]
+        tokens[token] = now + self._lifetime
+        self.changed()
         body = {"access_token": token, "expires_in": self._lifetime, "token_type": "Bearer"}
         return web.json_response(body)
 
     def _verify(self, assertion: str) -> dict[str, Any] | None:
+        certs = {kid: public_pem(key["private_key"]) for kid, key in self.state["keys"].items()}
         try:
             claims: dict[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
-                assertion, certs=self._public_keys
+                assertion, certs=certs
             )
         except (ValueError, google_exceptions.GoogleAuthError):
             return None
         return claims
 
 
-def make_service_account_key(
-    token_uri: str, *, email: str = "opsbot@sandbox.iam.gserviceaccount.com"
-) -> tuple[dict[str, Any], str]:
-    """(key JSON, private_key_id) with a new 2048-bit RSA key. Nothing is written to disk."""
+def make_service_account_key(token_uri: str, *, email: str = SANDBOX_EMAIL) -> dict[str, Any]:
+    """A service-account key JSON with a new 2048-bit RSA key. Nothing is written to disk."""
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    key_id = secrets.token_hex(20)
-    key = {
+    return {
         "type": "service_account",
         "project_id": "opsbot-sandbox",
-        "private_key_id": key_id,
+        "private_key_id": secrets.token_hex(20),
         "private_key": pem,
         "client_email": email,
         "client_id": str(secrets.randbelow(10**20)),
@@ -93,16 +135,15 @@ def make_service_account_key(
         "token_uri": token_uri,
         "universe_domain": "googleapis.com",
     }
-    return key, key_id
 
 
 def public_pem(private_pem: str) -> str:
     private = serialization.load_pem_private_key(private_pem.encode(), password=None)
-    return (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
+    public = private.public_key()
+    encoded = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return encoded.decode()
 
 
 def bearer(request: web.Request) -> str:
@@ -111,12 +152,18 @@ def bearer(request: web.Request) -> str:
     return header[7:] if header.startswith("Bearer ") else ""
 
 
-def google_error_body(code: int, status: str, message: str, reason: str = "") -> dict[str, Any]:
-    """The JSON error shape of Google's REST APIs."""
-    error: dict[str, Any] = {"code": code, "message": message, "status": status}
-    if reason:
-        error["errors"] = [{"reason": reason, "message": message, "domain": "global"}]
-    return {"error": error}
+def google_error(status: int, message: str, retry_after: float | None = None) -> web.Response:
+    """An error answer in the shape of Google's REST APIs (Drive v3, Sheets v4)."""
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message,
+        "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+    }
+    if status == 429:
+        error["errors"] = [
+            {"reason": "rateLimitExceeded", "message": message, "domain": "usageLimits"}
+        ]
+    return web.json_response({"error": error}, status=status, headers=retry_headers(retry_after))
 
 
 def _oauth_error(error: str, description: str) -> web.Response:
