@@ -103,6 +103,7 @@ class Runtime:
                 log.exception("stopping %r failed", service)
         self._started.clear()
         await self.pool.stop(self.settings.opsbot_drain_timeout)
+        await self.queue.close()
         for executor in self.executors.values():
             try:
                 await executor.aclose()

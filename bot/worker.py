@@ -28,10 +28,10 @@ from bot.flow.breaker import Breakers
 from bot.flow.fallback import FallbackChain
 from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy, classify, error_kind, retry_after_of, status_of
+from bot.queue import Claimed, Outcome, Queue
 from executors.base import Executor, PlatformDisabled, RateLimited
 
 if TYPE_CHECKING:
-    from bot.queue import Claimed, Outcome, Queue
     from bot.store.engine import Store
 
 log = logging.getLogger(__name__)
@@ -184,8 +184,6 @@ class WorkerPool:
             self._have_outcomes.set()
 
     async def _run(self, claimed: Claimed, worker: str) -> Outcome:
-        from bot.queue import Outcome
-
         started = self.clock()
         route = self._route(claimed)
         if route is None:
@@ -237,8 +235,6 @@ class WorkerPool:
         self, claimed: Claimed, worker: str, started: float, exc: BaseException,
         platform: str, fallback_used: bool,
     ) -> Outcome:  # fmt: skip
-        from bot.queue import Outcome
-
         now = self.clock()
         retry_after = retry_after_of(exc)
         retry = classify(exc) == "retry" and claimed.attempt < claimed.max_attempts
