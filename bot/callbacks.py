@@ -1,0 +1,132 @@
+"""Outcome callbacks: when an action with a `callback_url` is final, POST its outcome there.
+
+The body is signed like the inbound hooks (bot.signing, OPSBOT_CALLBACK_SECRET), retried with
+exponential backoff on connection errors, timeouts, 408, 429 and 5xx, and given up on other 4xx.
+Delivery runs in tasks of its own: the queue's outcome bus only hands the view over (`on_outcome`
+is synchronous and cheap), so a slow or dead receiver never holds up the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from bot.signing import signed_headers
+
+log = logging.getLogger(__name__)
+
+FINAL = frozenset({"succeeded", "dead_lettered", "rejected", "expired", "cancelled"})
+PAYLOAD_FIELDS = ("id", "status", "type", "platform", "result", "error", "error_kind",
+                  "finished_at", "run_id", "idempotency_key")  # fmt: skip
+_RETRY_STATUS = frozenset({408, 425, 429})
+
+
+class CallbackDispatcher:
+    def __init__(
+        self,
+        queue: Any,
+        secret: str | None,
+        *,
+        attempts: int = 6,
+        base_delay: float = 1.0,
+        max_delay: float = 60.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        metrics: Any = None,
+    ) -> None:
+        self.queue = queue
+        self.secret = secret
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.clock = clock
+        self.sleep = sleep
+        self.metrics = metrics
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unsubscribe: Callable[[], None] | None = None
+        if secret is None:
+            log.warning("OPSBOT_CALLBACK_SECRET is not set: outcome callbacks are sent unsigned")
+
+    def start(self) -> None:
+        self._unsubscribe = self.queue.subscribe(self.on_outcome)
+
+    def on_outcome(self, view: dict[str, Any]) -> None:
+        """Bus subscriber: spawn a delivery for a final action that asked for a callback."""
+        if view.get("status") not in FINAL:
+            return
+        if "callback_url" in view and not view["callback_url"]:
+            return  # the common case costs nothing
+        task = asyncio.create_task(self._deliver(view), name=f"callback-{view.get('id')}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, view: dict[str, Any]) -> None:
+        if "callback_url" not in view:  # a slim bus view: read the full action
+            view = await self.queue.get(view["id"])
+        url = view.get("callback_url")
+        if not url:
+            return
+        body = json.dumps({k: view.get(k) for k in PAYLOAD_FIELDS}, default=str).encode()
+        outcome = "failed"
+        for attempt in range(1, self.attempts + 1):
+            verdict = await self._post(url, body)
+            if verdict == "ok":
+                outcome = "delivered"
+                break
+            if verdict == "give_up" or attempt == self.attempts:
+                break
+            await self.sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        if outcome != "delivered":
+            log.warning("callback for %s to %s not delivered", view.get("id"), _host(url))
+        if self.metrics is not None:
+            self.metrics.callbacks.labels(outcome).inc()
+
+    async def _post(self, url: str, body: bytes) -> str:
+        headers = (
+            signed_headers(self.secret, body, self.clock())
+            if self.secret
+            else {"Content-Type": "application/json"}
+        )
+        try:
+            async with self._client().post(url, data=body, headers=headers) as response:
+                if response.status < 300:
+                    return "ok"
+                retry = response.status >= 500 or response.status in _RETRY_STATUS
+                return "retry" if retry else "give_up"
+        except (aiohttp.ClientError, TimeoutError):
+            return "retry"
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def flush(self, limit: float = 30.0) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=limit)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+        if self._session is not None:
+            await self._session.close()
+
+
+def _host(url: str) -> str:
+    # Log the host only: a callback URL may carry a token in its path or query.
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or "?"
