@@ -10,11 +10,19 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, text
 
-from bot.store.tables import SCHEMA_VERSION
+from bot.store.tables import CLAIM_INDEX_COLUMNS, SCHEMA_VERSION
+
+
+def _claim_index(conn: Connection) -> None:
+    columns = ", ".join(CLAIM_INDEX_COLUMNS)
+    conn.execute(text(f"CREATE INDEX IF NOT EXISTS ix_actions_claim ON actions ({columns})"))
+
 
 # version produced -> step. Example for a future column:
-#   2: lambda conn: conn.execute(text("ALTER TABLE actions ADD COLUMN tenant VARCHAR")),
-STEPS: dict[int, Callable[[Connection], None]] = {}
+#   3: lambda conn: conn.execute(text("ALTER TABLE actions ADD COLUMN tenant VARCHAR")),
+STEPS: dict[int, Callable[[Connection], None]] = {
+    2: _claim_index,
+}
 
 
 def current_version(conn: Connection) -> int:

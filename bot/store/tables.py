@@ -8,13 +8,19 @@ statements over these tables, in batches; the ORM classes are for definition and
 from __future__ import annotations
 
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# The claim walks this index in run order (priority, then FIFO) and filters on due time inside
+# it; created by create_all on new files and by migration step 2 on version-1 files.
+CLAIM_INDEX_COLUMNS = ("status", "priority_rank", "seq", "available_at")
 
 
 class ActionRow(SQLModel, table=True):
     __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_claim", *CLAIM_INDEX_COLUMNS),)
 
     seq: int | None = Field(default=None, primary_key=True)  # FIFO order within a priority
     id: str = Field(unique=True, index=True)
