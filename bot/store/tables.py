@@ -7,8 +7,7 @@ statements over these tables, in batches; the ORM classes are for definition and
 
 from __future__ import annotations
 
-from sqlalchemy import UniqueConstraint
-from sqlalchemy import Index
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 SCHEMA_VERSION = 2
