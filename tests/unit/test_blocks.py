@@ -34,7 +34,7 @@ def test_pending_card_has_the_three_buttons_and_key_facts() -> None:
     for fact in ("trello", "archive_card", "*Risk*\\nhigh", "<@U0BOB>", "cleanup", "card_id"):
         assert fact in text
     assert "x" * 121 not in text  # long parameters are shortened
-    actions = [b for b in card if b["type"] == "actions"][0]
+    actions = next(b for b in card if b["type"] == "actions")
     assert all(e["value"] == "act_1" for e in actions["elements"])
 
 
