@@ -194,7 +194,8 @@ def _multipart(content_type: str, raw: bytes) -> list[bytes]:
     )
     if not message.is_multipart():
         return []
-    return [part.get_payload(decode=True) or b"" for part in message.iter_parts()]
+    payloads = (part.get_payload(decode=True) for part in message.iter_parts())
+    return [p if isinstance(p, bytes) else b"" for p in payloads]
 
 
 def _new_id() -> str:
