@@ -75,9 +75,12 @@ class CallbackDispatcher:
         url = view.get("callback_url")
         if not url:
             return
-        body = json.dumps({k: view.get(k) for k in PAYLOAD_FIELDS}, default=str).encode()
+        payload = {k: view.get(k) for k in PAYLOAD_FIELDS}
         outcome = "failed"
         for attempt in range(1, self.attempts + 1):
+            # The attempt number makes each retry's body, hence its signature, unique: a
+            # receiver that refuses replayed signatures still accepts our retries.
+            body = json.dumps({**payload, "delivery_attempt": attempt}, default=str).encode()
             verdict = await self._post(url, body)
             if verdict == "ok":
                 outcome = "delivered"

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     opsbot_hook_secret: SecretStr | None = None  # verifies POST /hooks/{name} signatures
     opsbot_hooks: str = ""  # inbound hook -> workflow: name=workflow[,...]
     opsbot_callback_secret: SecretStr | None = None  # signs POSTs to an action's callback_url
+    opsbot_health_interval: float = Field(300.0, gt=0, description="platform checks, s")
 
     # Operator alerting (seed "WorkflowOrchestrator" names)
     alert_channels: str = "slack,webhook,email,log"
