@@ -36,6 +36,7 @@ from executors.base import (
 )
 from executors.google_auth import (
     SHEETS_SCOPES,
+    TOKEN_TIMEOUT,
     RedirectAdapter,
     ServiceAccountCredentials,
     TimeoutRequest,
@@ -64,6 +65,8 @@ class SheetsExecutor:
         self._credentials = credentials
         self._throttle = throttle
         self._timeout = timeout
+        # Token requests: their own session, bounded like every other call.
+        self._auth_request = TimeoutRequest(min(timeout, TOKEN_TIMEOUT))
         self._gspread: gspread.Client | None = None
 
     @property
@@ -207,7 +210,7 @@ class SheetsExecutor:
                 )
                 detail = f"spreadsheet {meta.get('properties', {}).get('title', sheet_id)!r}"
             else:
-                await self._run(lambda c: self._credentials.refresh(TimeoutRequest()))  # type: ignore[no-untyped-call]
+                await self._run(lambda c: self._credentials.refresh(self._auth_request))  # type: ignore[no-untyped-call]
                 detail = "credentials ok; no SHEETS_SPREADSHEET_ID to probe"
         except ExecutorError as exc:
             return CheckResult(PLATFORM, False, f"{exc.kind}: {exc.message}")
@@ -217,6 +220,7 @@ class SheetsExecutor:
         if self._gspread is not None:
             await asyncio.to_thread(self._gspread.http_client.session.close)
             self._gspread = None
+        await asyncio.to_thread(self._auth_request.session.close)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -251,7 +255,7 @@ class SheetsExecutor:
             session = AuthorizedSession(  # type: ignore[no-untyped-call]
                 self._credentials,
                 refresh_status_codes=(),
-                auth_request=TimeoutRequest(min(self._timeout, 10.0)),
+                auth_request=self._auth_request,
             )
             wait = blocking_throttle(self._throttle, asyncio.get_running_loop())
             adapter = RedirectAdapter(

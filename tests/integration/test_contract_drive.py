@@ -166,13 +166,15 @@ CASES = [
 
 @pytest.fixture
 async def tokens() -> AsyncIterator[GoogleTokenStandIn]:
-    async with GoogleTokenStandIn() as server:
+    server = GoogleTokenStandIn()
+    async with server:
         yield server
 
 
 @pytest.fixture
 async def drive(tokens: GoogleTokenStandIn) -> AsyncIterator[DriveStandIn]:
-    async with DriveStandIn(tokens) as server:
+    server = DriveStandIn(tokens)
+    async with server:
         yield server
 
 

@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 
 from bot.config import Settings, load_settings
-from executors.base import JSON, PermanentError, PlatformDisabled
-from executors.google_auth import SHEETS_SCOPES, load_credentials
+from executors.base import (
+    JSON,
+    AuthError,
+    PermanentError,
+    PlatformDisabled,
+    RateLimited,
+    RetryableError,
+)
+from executors.google_auth import SHEETS_SCOPES, google_error, load_credentials
 from executors.sandbox.google import GoogleTokenStandIn
 from executors.sandbox.sheets import LOG_HEADER, SANDBOX_SPREADSHEET_ID, SheetsStandIn
 from executors.sheets import SheetsExecutor, build
@@ -46,6 +53,11 @@ def _grid(sheets: SheetsStandIn, sheet: str = "Sheet1") -> list[list[Any]]:
 
 def _seed(sheets: SheetsStandIn, rows: list[list[Any]]) -> None:
     _grid(sheets)[:] = [list(row) for row in rows]
+
+
+def _setup_append(sheets: SheetsStandIn) -> JSON:
+    _seed(sheets, [["head"]])
+    return {"values": [["a", 1], ["b", 2]], "sheet": "Sheet1"}
 
 
 def _appended(sheets: SheetsStandIn, data: JSON, result: JSON) -> None:
@@ -101,7 +113,7 @@ def _logged(sheets: SheetsStandIn, data: JSON, result: JSON) -> None:
 CASES = [
     Op(
         "append_row",
-        setup=lambda s: _seed(s, [["head"]]) or {"values": [["a", 1], ["b", 2]], "sheet": "Sheet1"},
+        setup=_setup_append,
         done=_appended,
         undone=_append_undone,
         result_keys=("spreadsheet_id", "updated_range"),
@@ -142,13 +154,15 @@ CASES = [
 
 @pytest.fixture
 async def tokens() -> AsyncIterator[GoogleTokenStandIn]:
-    async with GoogleTokenStandIn() as server:
+    server = GoogleTokenStandIn()
+    async with server:
         yield server
 
 
 @pytest.fixture
 async def sheets(tokens: GoogleTokenStandIn) -> AsyncIterator[SheetsStandIn]:
-    async with SheetsStandIn(tokens) as server:
+    server = SheetsStandIn(tokens)
+    async with server:
         yield server
 
 
@@ -227,3 +241,56 @@ def test_build_disables_the_platform_without_a_key() -> None:
     settings = load_settings(_env_file=None, google_service_account_key=None)
     with pytest.raises(PlatformDisabled, match="GOOGLE_SERVICE_ACCOUNT_KEY is not set"):
         build(settings, CountingThrottle())
+
+
+async def test_401_forgets_the_token_and_the_next_attempt_gets_a_new_one(
+    tokens: GoogleTokenStandIn, sheets: SheetsStandIn
+) -> None:
+    executor = _executor(_settings(tokens, sheets), CountingThrottle())
+    try:
+        await executor.operations["append_row"]({"values": ["one"]})
+        tokens.revoke_all()
+        with pytest.raises(AuthError):
+            await executor.operations["append_row"]({"values": ["lost"]})
+        await executor.operations["append_row"]({"values": ["two"]})
+    finally:
+        await executor.aclose()
+    assert len(tokens.stats.calls("POST", "/token")) == 2
+    assert sheets.rows("Sheet1") == [["one"], ["two"]]
+
+
+async def test_a_failing_token_endpoint_is_retryable_and_not_retried_by_google_auth(
+    tokens: GoogleTokenStandIn, sheets: SheetsStandIn
+) -> None:
+    executor = _executor(_settings(tokens, sheets), CountingThrottle())
+    tokens.faults.set("503", count=1)
+    try:
+        with pytest.raises(RetryableError):
+            await executor.operations["append_row"]({"values": ["a"]})
+    finally:
+        await executor.aclose()
+    assert len(tokens.stats.calls("POST", "/token")) == 1
+    assert sheets.stats.requests == []
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "headers", "error"),
+    [
+        (429, {}, {"Retry-After": "3"}, RateLimited),
+        (403, {"error": {"status": "RESOURCE_EXHAUSTED"}}, {}, RateLimited),
+        (403, {"error": {"errors": [{"reason": "userRateLimitExceeded"}]}}, {}, RateLimited),
+        (403, {"error": {"status": "PERMISSION_DENIED"}}, {}, AuthError),
+        (401, {}, {}, AuthError),
+        (500, {}, {}, RetryableError),
+        (404, {}, {}, PermanentError),
+        (400, {"error": {"message": "Unable to parse range: X"}}, {}, PermanentError),
+    ],
+)
+def test_google_errors_map_to_the_shared_types(
+    status: int, payload: JSON, headers: dict[str, str], error: type[Exception]
+) -> None:
+    mapped = google_error(status, payload, headers, "sheets")
+    assert type(mapped) is error
+    assert mapped.platform == "sheets" and mapped.status == status
+    if headers:
+        assert getattr(mapped, "retry_after", None) == 3.0
