@@ -10,11 +10,14 @@ It is a server of its own, as Google's is, so token requests never count against
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +26,10 @@ from google.auth import exceptions as google_exceptions
 from google.auth import jwt
 
 from executors.sandbox.standin import StandIn, retry_headers
+
+if TYPE_CHECKING:  # the Drive and Sheets stand-ins import this module
+    from executors.sandbox.drive import DriveStandIn
+    from executors.sandbox.sheets import SheetsStandIn
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_LIFETIME = 3600
@@ -72,14 +79,22 @@ class GoogleTokenStandIn(StandIn):
         return f"{self.base_url}/token"
 
     def service_account_key(self, email: str = SANDBOX_EMAIL) -> dict[str, Any]:
-        """A key JSON whose token requests this stand-in accepts (call after start)."""
+        """A key JSON whose token requests this stand-in accepts (call after start). A key
+        kept in the state file is reused, its token_uri updated to this run's port."""
         for key in self.state["keys"].values():
             if key["client_email"] == email:
                 return {**key, "token_uri": self.token_uri, "auth_uri": self.token_uri}
-        key = make_service_account_key(self.token_uri, email=email)
+        return self.add_key(make_service_account_key(self.token_uri, email=email))
+
+    def add_key(self, key: dict[str, Any]) -> dict[str, Any]:
+        """Accept token requests signed by `key` (made with `make_service_account_key`, which
+        callers on the event loop may run in a thread: RSA generation takes a while)."""
         self.state["keys"][key["private_key_id"]] = key
         self.changed()
-        return key
+        return {**key, "token_uri": self.token_uri, "auth_uri": self.token_uri}
+
+    def has_key(self, email: str = SANDBOX_EMAIL) -> bool:
+        return any(key["client_email"] == email for key in self.state["keys"].values())
 
     def valid(self, token: str) -> bool:
         expiry = self.state["tokens"].get(token)
@@ -169,3 +184,60 @@ def google_error(status: int, message: str, retry_after: float | None = None) ->
 def _oauth_error(error: str, description: str) -> web.Response:
     body = json.dumps({"error": error, "error_description": description})
     return web.Response(status=400, text=body, content_type="application/json")
+
+
+@dataclass
+class GoogleStandIns:
+    """The token, Drive and Sheets stand-ins running together, as the sandbox needs them."""
+
+    tokens: GoogleTokenStandIn
+    drive: DriveStandIn
+    sheets: SheetsStandIn
+    key: dict[str, Any]
+
+    def settings(self) -> dict[str, str]:
+        """Settings overrides (field names) pointing opsbot at these stand-ins."""
+        from executors.sandbox.drive import SANDBOX_FOLDER_ID
+        from executors.sandbox.sheets import SANDBOX_SPREADSHEET_ID
+
+        return {
+            "google_service_account_key": json.dumps(self.key),
+            "google_drive_api_url": self.drive.base_url,
+            "drive_folder_id": SANDBOX_FOLDER_ID,
+            "google_sheets_api_url": self.sheets.base_url,
+            "sheets_spreadsheet_id": SANDBOX_SPREADSHEET_ID,
+        }
+
+    async def stop(self) -> None:
+        for standin in (self.drive, self.sheets, self.tokens):
+            await standin.stop()
+
+
+async def start_google_standins(
+    state_dir: str | Path | None = None,
+    rate_limits: Mapping[str, tuple[int, float]] | None = None,
+) -> GoogleStandIns:
+    """Start the three Google stand-ins (state in `state_dir` when given, so a restart keeps
+    files, rows and the key) with the platforms' limits (`settings.rate_limits`)."""
+    from executors.sandbox.drive import DriveStandIn
+    from executors.sandbox.sheets import SheetsStandIn
+
+    limits = rate_limits or {}
+    folder = Path(state_dir) if state_dir else None
+    tokens = GoogleTokenStandIn(state_file=folder / "google-oauth.json" if folder else None)
+    await tokens.start()
+    if not tokens.has_key():
+        tokens.add_key(await asyncio.to_thread(make_service_account_key, tokens.token_uri))
+    drive = DriveStandIn(
+        tokens,
+        rate_limit=limits.get("drive"),
+        state_file=folder / "drive.json" if folder else None,
+    )
+    sheets = SheetsStandIn(
+        tokens,
+        rate_limit=limits.get("sheets"),
+        state_file=folder / "sheets.json" if folder else None,
+    )
+    await drive.start()
+    await sheets.start()
+    return GoogleStandIns(tokens, drive, sheets, tokens.service_account_key())

@@ -18,7 +18,8 @@ from executors.base import JSON, AuthError, PermanentError, PlatformDisabled
 from executors.drive import DriveExecutor, build
 from executors.google_auth import DRIVE_SCOPES, TokenSource, load_credentials
 from executors.sandbox.drive import FOLDER_MIME, SANDBOX_FOLDER_ID, DriveStandIn
-from executors.sandbox.google import GoogleTokenStandIn
+from executors.sandbox.google import GoogleTokenStandIn, start_google_standins
+from executors.sheets import build as build_sheets
 from tests.integration.contract import (
     SLOW_TIMEOUT,
     ContractSuite,
@@ -301,3 +302,30 @@ async def test_build_reads_a_key_file(
         assert (await executor.check()).ok
     finally:
         await executor.aclose()
+
+
+async def test_sandbox_google_standins_keep_files_rows_and_key_across_a_restart(
+    tmp_path: Any,
+) -> None:
+    google = await start_google_standins(tmp_path, {"drive": (1000, 100.0)})
+    try:
+        settings = load_settings(_env_file=None, **google.settings())
+        drive = build(settings, CountingThrottle())
+        sheets = build_sheets(settings, CountingThrottle())
+        uploaded = await drive.operations["upload_file"]({"name": "n.txt", "content": "hi"})
+        await sheets.operations["log_action"]({"action_id": "a1", "status": "succeeded"})
+        await drive.aclose()
+        await sheets.aclose()
+    finally:
+        await google.stop()
+    again = await start_google_standins(tmp_path)
+    try:
+        assert again.key["private_key_id"] == google.key["private_key_id"]
+        assert again.drive.content(uploaded["file_id"]) == b"hi"
+        assert again.sheets.rows("Actions")[1][1] == "a1"
+        settings = load_settings(_env_file=None, **again.settings())
+        drive = build(settings, CountingThrottle())
+        assert (await drive.check()).ok
+        await drive.aclose()
+    finally:
+        await again.stop()
