@@ -142,7 +142,7 @@ def _percentile(values: list[float], p: float) -> float:
 
 
 async def median_of(runs: int, bench: Bench) -> Any:
-    results = []
+    results: list[Any] = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             results.append(await bench(Path(tmp) / "bench.db"))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bot.actions import parse_actions
 from bot.config import Settings
@@ -20,6 +21,7 @@ from bot.flow.retry import RetryPolicy
 from bot.queue import Queue
 from bot.routing import PLATFORMS
 from bot.store.engine import Store
+from bot.store.tables import AttemptRow
 from bot.worker import WorkerPool
 from executors.base import JSON, CheckResult, Executor, Operation, RetryableError
 from executors.echo import EchoExecutor
@@ -79,6 +81,12 @@ class Harness:
     async def submit(self, *actions: dict[str, Any]) -> list[str]:
         results = await self.queue.submit(parse_actions(list(actions)))
         return [r.id for r in results]
+
+    async def attempts(self, action_id: str) -> list[dict[str, Any]]:
+        """The attempts table rows of one action, in order."""
+        table = AttemptRow.__table__  # type: ignore[attr-defined]
+        stmt = select(table).where(table.c.action_id == action_id).order_by(table.c.number)
+        return await self.store.read(lambda c: [dict(r) for r in c.execute(stmt).mappings()])
 
     async def wait_for(self, ids: list[str], statuses: set[str], limit: float = 10.0) -> list[dict]:
         """Poll the store (bounded) until every action has one of `statuses`."""
@@ -143,7 +151,7 @@ async def test_retries_then_success(harness: Harness) -> None:
     finally:
         await harness.pool.stop(1.0)
     assert view["status"] == "succeeded"
-    attempts = view["attempts"]
+    attempts = await harness.attempts(action_id)
     assert [a["outcome"] for a in attempts] == ["failed", "failed", "succeeded"]
     assert attempts[0]["error_kind"] == "RetryableError"
 
@@ -158,11 +166,11 @@ async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(
     finally:
         await harness.pool.stop(1.0)
     assert permanent["status"] == "dead_lettered"
-    assert len(permanent["attempts"]) == 1
-    assert permanent["attempts"][0]["error_kind"] == "PermanentError"
+    assert [a["error_kind"] for a in await harness.attempts(ids[0])] == ["PermanentError"]
     assert exhausted["status"] == "dead_lettered"
-    assert len(exhausted["attempts"]) == 4  # 1 try + MAX_RETRY_ATTEMPTS=3 retries
-    assert all(a["error"] for a in exhausted["attempts"])
+    tries = await harness.attempts(ids[1])
+    assert len(tries) == 4  # 1 try + MAX_RETRY_ATTEMPTS=3 retries
+    assert all(a["error"] and a["outcome"] == "failed" for a in tries)
 
 
 async def test_open_breaker_holds_actions_without_spending_attempts(harness: Harness) -> None:
@@ -176,13 +184,13 @@ async def test_open_breaker_holds_actions_without_spending_attempts(harness: Har
         await asyncio.sleep(0.5)  # several claim rounds while the circuit is open
         view = await harness.queue.get(held)
         assert view["status"] == "queued"
-        assert not view["attempts"]
+        assert not await harness.attempts(held)
         await harness.store.write(lambda c: reset_circuit(c, "echo", _now(), "test"))
         views = await harness.wait_for([held, *failing], FINAL, limit=10)
     finally:
         await harness.pool.stop(1.0)
     assert all(v["status"] == "succeeded" for v in views)
-    assert len(views[0]["attempts"]) == 1
+    assert len(await harness.attempts(held)) == 1
 
 
 async def test_fallback_serves_create_task_while_notion_is_unavailable(
