@@ -113,12 +113,12 @@ class SlackService:
         )
         self.door.cards = self._keeper = CardKeeper(self.door, interval=self.card_interval)
         await self._keeper.start()
-        await self.handler.connect_async()
+        await self.handler.connect_async()  # type: ignore[no-untyped-call]
         log.info("Slack connected over Socket Mode (%s)", settings.slack_api_url)
 
     async def stop(self) -> None:
         if self.handler is not None:
-            await self.handler.close_async()
+            await self.handler.close_async()  # type: ignore[no-untyped-call]
             self.handler = None
         if self._keeper is not None:
             await self._keeper.stop()

@@ -7,6 +7,8 @@ the store, never on mocks.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -184,3 +186,30 @@ async def test_reconnects_when_the_socket_drops(bot: Bot) -> None:
     await bot.slack.wait_for(lambda: bot.slack.connected)
     await (await bot.slack.slash_command("status", user=BOB))
     assert await bot.responses(BOB)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@pytest.mark.slow
+async def test_ack_latency_of_ops_status(bot: Bot) -> None:
+    """Benchmark: 200 `/ops status` through the real socket, one after the other (what a person
+    sees) and then all at once (a burst). Prints p50/p99 ack latency; Slack's limit is 3 s."""
+
+    async def one() -> float:
+        started = time.perf_counter()
+        await (await bot.slack.slash_command("status", user=BOB))
+        return (time.perf_counter() - started) * 1000
+
+    await one()  # warm-up: Bolt's first auth.test
+    sequential = [await one() for _ in range(200)]
+    burst = await asyncio.gather(*(one() for _ in range(200)))
+    await bot.responses(BOB, 401)  # every command was also answered
+    for name, values in (("sequential", sequential), ("burst", list(burst))):
+        print(
+            f"\n/ops status ack latency, {name}, n=200: p50 {_percentile(values, 0.5):.1f} ms, "
+            f"p99 {_percentile(values, 0.99):.1f} ms, max {max(values):.1f} ms"
+        )
+    assert _percentile(sequential, 0.99) < 3000
