@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from bot.alerts import Alerter
+from bot.metrics import is_retry
 
 log = logging.getLogger("opsbot.alerts")
 
@@ -70,7 +71,7 @@ class AlertRules:
             await self.alerter.record_success(operation)
             await self.alerter.resolve(f"auth:{platform}", f"{platform} accepted our credentials")
             await self.alerter.resolve(f"dead_letter:{operation}", f"{operation} succeeded again")
-        elif status in ("retry_scheduled", "dead_lettered"):
+        elif status == "dead_lettered" or is_retry(view):
             await self.alerter.record_failure(operation, error, avoid=avoid)
         if status == "dead_lettered":
             await self.alerter.fire(

@@ -1,5 +1,7 @@
 """Outcome callbacks: when an action with a `callback_url` is final, POST its outcome there.
 
+The queue's bus views do not carry `callback_url`, so final ids are collected and looked up in
+batches (one indexed read for many outcomes) by a single task; only actions with a URL cost more.
 The body is signed like the inbound hooks (bot.signing, OPSBOT_CALLBACK_SECRET), retried with
 exponential backoff on connection errors, timeouts, 408, 429 and 5xx, and given up on other 4xx.
 Delivery runs in tasks of its own: the queue's outcome bus only hands the view over (`on_outcome`
@@ -9,22 +11,27 @@ is synchronous and cheap), so a slow or dead receiver never holds up the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
+from sqlalchemy import Connection, select
 
 from bot.signing import signed_headers
+from bot.store.tables import ActionRow
 
 log = logging.getLogger(__name__)
 
 FINAL = frozenset({"succeeded", "dead_lettered", "rejected", "expired", "cancelled"})
 PAYLOAD_FIELDS = ("id", "status", "type", "platform", "result", "error", "error_kind",
-                  "finished_at", "run_id", "idempotency_key")  # fmt: skip
+                  "finished_at", "run_id")  # fmt: skip
 _RETRY_STATUS = frozenset({408, 425, 429})
+_A = ActionRow.__table__  # type: ignore[attr-defined]
 
 
 class CallbackDispatcher:
@@ -53,6 +60,11 @@ class CallbackDispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._unsubscribe: Callable[[], None] | None = None
+        self._pending: list[dict[str, Any]] = []
+        self._have_pending = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing awaits a lookup
+        self._idle.set()
+        self._lookup: asyncio.Task[None] | None = None
         if secret is None:
             log.warning("OPSBOT_CALLBACK_SECRET is not set: outcome callbacks are sent unsigned")
 
@@ -60,21 +72,43 @@ class CallbackDispatcher:
         self._unsubscribe = self.queue.subscribe(self.on_outcome)
 
     def on_outcome(self, view: dict[str, Any]) -> None:
-        """Bus subscriber: spawn a delivery for a final action that asked for a callback."""
+        """Bus subscriber (cheap, synchronous): note a final action for delivery."""
         if view.get("status") not in FINAL:
             return
-        if "callback_url" in view and not view["callback_url"]:
-            return  # the common case costs nothing
-        task = asyncio.create_task(self._deliver(view), name=f"callback-{view.get('id')}")
+        if "callback_url" in view:
+            if view["callback_url"]:
+                self._spawn(view, view["callback_url"])
+            return
+        self._pending.append(view)
+        self._idle.clear()
+        self._have_pending.set()
+        if self._lookup is None:
+            self._lookup = asyncio.create_task(self._lookup_loop(), name="callback-lookup")
+
+    async def _lookup_loop(self) -> None:
+        while True:
+            await self._have_pending.wait()
+            self._have_pending.clear()
+            views, self._pending = self._pending, []
+            try:
+                urls = await self.queue.store.read(
+                    partial(_callback_urls, [v["id"] for v in views])
+                )
+            except Exception:
+                log.exception("callback lookup failed for %d actions", len(views))
+                urls = {}
+            for view in views:
+                if view["id"] in urls:
+                    self._spawn(view, urls[view["id"]])
+            if not self._pending:
+                self._idle.set()
+
+    def _spawn(self, view: dict[str, Any], url: str) -> None:
+        task = asyncio.create_task(self._deliver(view, url), name=f"callback-{view.get('id')}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, view: dict[str, Any]) -> None:
-        if "callback_url" not in view:  # a slim bus view: read the full action
-            view = await self.queue.get(view["id"])
-        url = view.get("callback_url")
-        if not url:
-            return
+    async def _deliver(self, view: dict[str, Any], url: str) -> None:
         payload = {k: view.get(k) for k in PAYLOAD_FIELDS}
         outcome = "failed"
         for attempt in range(1, self.attempts + 1):
@@ -114,18 +148,37 @@ class CallbackDispatcher:
         return self._session
 
     async def flush(self, limit: float = 30.0) -> None:
+        """Wait (bounded) until noted outcomes are looked up and their deliveries done."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), limit)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=limit)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._lookup is not None:
+            self._lookup.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lookup
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks))
         if self._session is not None:
             await self._session.close()
+
+
+def _callback_urls(ids: list[str], conn: Connection) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for i in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(_A.c.id, _A.c.callback_url).where(
+                _A.c.id.in_(ids[i : i + 500]), _A.c.callback_url.is_not(None)
+            )
+        )
+        found.update({row[0]: row[1] for row in rows})
+    return found
 
 
 def _host(url: str) -> str:

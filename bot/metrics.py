@@ -140,7 +140,13 @@ class Metrics:
         status = str(view.get("status", ""))
         platform = str(view.get("platform", ""))
         type_ = str(view.get("type", ""))
-        if status == "retry_scheduled":
+        retry = is_retry(view)
+        if (retry or view.get("event") == "final") and view.get("run_ms") is not None:
+            # A recorded attempt: the queue's view carries its duration and error kind.
+            outcome = "succeeded" if status == "succeeded" else view.get("error_kind") or "failed"
+            served = str(view.get("served_by") or platform)
+            self.observe_attempt(served, type_, str(outcome), float(view["run_ms"]) / 1000.0)
+        if retry:
             self.observe_retry(platform)
         elif status in ("succeeded", "dead_lettered", "rejected", "expired", "cancelled"):
             self.observe_action(platform, type_, status)
@@ -154,6 +160,11 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text. Sync and may read the store: call it from a thread."""
         return generate_latest(self.registry)
+
+
+def is_retry(view: dict[str, Any]) -> bool:
+    """A bus view of a failed attempt that will run again (queued again, event "retry")."""
+    return view.get("event") == "retry" or view.get("status") == "retry_scheduled"
 
 
 class StoreCollector(Collector):
