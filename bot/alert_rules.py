@@ -85,7 +85,8 @@ class AlertRules:
             await self.alerter.fire(
                 "approval_expired",
                 "Approval expired",
-                f"action {view.get('id')} ({operation}) expired without a decision",
+                f"action {view.get('id')}{f' ({operation})' if platform else ''} "
+                "expired without a decision",
                 severity="medium",
                 auto_resolve_after=self.t.event_quiet,
             )

@@ -138,8 +138,8 @@ class Metrics:
 
     def on_outcome(self, view: dict[str, Any]) -> None:
         status = str(view.get("status", ""))
-        platform = str(view.get("platform", ""))
-        type_ = str(view.get("type", ""))
+        platform = str(view.get("platform") or "unknown")  # expiry views are slim
+        type_ = str(view.get("type") or "unknown")
         retry = is_retry(view)
         if (retry or view.get("event") == "final") and view.get("run_ms") is not None:
             # A recorded attempt: the queue's view carries its duration and error kind.

@@ -238,3 +238,104 @@ async def test_event_alerts_resolve_after_a_quiet_period(
     clock.advance(16 * 60)
     await rules.evaluate()
     assert await rules.alerter.active() == []
+
+
+async def test_dead_letter_from_the_real_queue_raises_one_alert(
+    store: Store, queue: Any, hook: Recorder, clock: FakeClock
+) -> None:
+    from bot.actions import parse_actions
+    from bot.queue import Outcome
+
+    rules = AlertRules(Alerter(store, [hook], clock=clock), clock=clock)
+    unsubscribe = queue.subscribe(rules.on_outcome)
+    results = await queue.submit(parse_actions([{"type": "echo"}, {"type": "echo"}]))
+    await queue.claim("w", 10)
+    now = clock()
+    await queue.record(
+        [
+            Outcome(r.id, "dead", now, now, "w", error="HTTP 400", error_kind="PermanentError")
+            for r in results
+        ]
+    )
+    await rules.drain()
+    await rules.alerter.flush()
+    unsubscribe()
+    (active,) = await rules.alerter.active()
+    assert active["key"] == "dead_letter:echo.echo" and active["count"] == 2
+    assert [n.event for n in hook.notices] == ["opened"]
+
+
+async def test_webhook_sink_posts_a_signed_json_body(store: Store, clock: FakeClock) -> None:
+    from aiohttp import web
+
+    from bot.alert_sinks import WebhookSink
+    from bot.signing import Verifier
+
+    got: list[dict[str, Any]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.read()
+        Verifier("alert-secret").verify(request.headers, body)  # raises -> 500 -> sink fails
+        got.append(json.loads(body))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/alerts", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/alerts"
+        alerter = Alerter(store, [WebhookSink(url, "alert-secret")], clock=clock)
+        await alerter.fire("queue_depth", "Queue depth 150")
+        await alerter.flush()
+    finally:
+        await runner.cleanup()
+    (payload,) = got
+    assert payload["event"] == "opened" and payload["key"] == "queue_depth"
+    assert payload["source"] == "opsbot"
+
+
+async def test_email_sink_sends_through_smtp(settings: Any, store: Store, clock: FakeClock) -> None:
+    import asyncio
+
+    from bot.alert_sinks import sinks_from_settings
+
+    received: list[bytes] = []
+
+    async def smtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 standin ESMTP\r\n")
+        data = False
+        while line := await reader.readline():
+            if data:
+                received.append(line)
+                if line == b".\r\n":
+                    data = False
+                    writer.write(b"250 queued\r\n")
+            elif line.upper().startswith(b"DATA"):
+                data = True
+                writer.write(b"354 go on\r\n")
+            elif line.upper().startswith(b"QUIT"):
+                writer.write(b"221 bye\r\n")
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(smtp, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    configured = settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False,
+                "alert_email_recipients": "ops@example.com", "alert_channels": "email"}
+    )  # fmt: skip
+    sinks = sinks_from_settings(configured, clock=clock)
+    assert [s.name for s in sinks] == ["log", "email"]
+    alerter = Alerter(store, sinks, clock=clock)
+    await alerter.fire("auth:notion", "notion: authentication failure", severity="critical")
+    await alerter.flush()
+    server.close()
+    await server.wait_closed()
+    mail = b"".join(received).decode()
+    assert "Subject: [opsbot] opened: notion: authentication failure" in mail
+    assert "ops@example.com" in mail
