@@ -9,6 +9,7 @@ queue; the approval cards are kept in step with the queue by `handlers.approvals
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -89,6 +90,9 @@ class SlackService:
         self.app: AsyncApp | None = None
         self.handler: AsyncSocketModeHandler | None = None
         self._keeper: Any = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._notices: set[asyncio.Task[None]] = set()
+        self._error_channel_id: str | None = None  # chat.update needs the id, not the name
 
     async def start(self) -> None:
         from handlers.approvals import CardKeeper
@@ -113,13 +117,60 @@ class SlackService:
         )
         self.door.cards = self._keeper = CardKeeper(self.door, interval=self.card_interval)
         await self._keeper.start()
+        self._unsubscribe = rt.queue.subscribe(self._on_outcome)
         await self.handler.connect_async()  # type: ignore[no-untyped-call]
         log.info("Slack connected over Socket Mode (%s)", settings.slack_api_url)
 
     async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._notices:
+            await asyncio.gather(*self._notices, return_exceptions=True)
         if self.handler is not None:
             await self.handler.close_async()  # type: ignore[no-untyped-call]
             self.handler = None
         if self._keeper is not None:
             await self._keeper.stop()
             self._keeper = None
+
+    async def alert_post(
+        self, text: str, *, update: str | None = None, thread: str | None = None
+    ) -> str | None:
+        """The alerter's Slack sink: post to SLACK_ERROR_CHANNEL (or edit `update`, or reply
+        under `thread`); returns the message ts. Raises when Slack fails: the alerter logs it,
+        so an alert about Slack being down ends in the log, not in a loop."""
+        from handlers.blocks import alert_blocks
+
+        if self.door is None:
+            raise RuntimeError("Slack is not connected")
+        client, channel = self.door.client, self.settings.slack_error_channel
+        body = alert_blocks(text)
+        if update is not None:
+            response = await client.chat_update(channel=self._error_channel_id or channel,
+                                                 ts=update, text=text, blocks=body)  # fmt: skip
+        else:
+            response = await client.chat_postMessage(channel=channel, text=text, blocks=body,
+                                                     thread_ts=thread)  # fmt: skip
+            self._error_channel_id = response["channel"]
+        ts: str | None = response.get("ts")
+        return ts
+
+    def _on_outcome(self, view: dict[str, Any]) -> None:
+        if view.get("final") and view.get("notify"):
+            task = asyncio.ensure_future(self._notify(view))
+            self._notices.add(task)
+            task.add_done_callback(self._notices.discard)
+
+    async def _notify(self, view: dict[str, Any]) -> None:
+        """Post a final outcome to SLACK_NOTIFICATION_CHANNEL; failures only reach the log."""
+        from handlers.blocks import outcome_message
+
+        assert self.door is not None
+        try:
+            text, body = outcome_message(await self.door.queue.get(str(view["id"])))
+            await self.door.client.chat_postMessage(
+                channel=self.settings.slack_notification_channel, text=text, blocks=body
+            )
+        except Exception:
+            log.exception("posting the outcome of %s failed", view.get("id"))

@@ -190,7 +190,7 @@ def reject_modal(action_id: str) -> Block:
                     "action_id": REASON_INPUT,
                     "multiline": True,
                 },
-            },  # fmt: skip
+            },
         ],
     }
 
@@ -207,6 +207,35 @@ def ops_help(usages: Iterable[tuple[str, str]], problem: str | None = None) -> l
 
 def announcement(actor: str, usage: str, summary: str) -> str:
     return f":gear: {who(actor)} ran `/ops {usage}`: {summary}"
+
+
+_OUTCOME_ICONS = {
+    "succeeded": ":white_check_mark:",
+    "dead_lettered": ":x:",
+    "rejected": ":no_entry:",
+    "expired": ":hourglass:",
+    "cancelled": ":heavy_multiplication_x:",
+}
+
+
+def outcome_message(view: Mapping[str, Any]) -> tuple[str, list[Block]]:
+    """An action's final outcome for SLACK_NOTIFICATION_CHANNEL (actions with `notify`)."""
+    status = str(view.get("status"))
+    text = f"{_OUTCOME_ICONS.get(status, ':information_source:')} {view.get('type')} on " \
+        f"{view.get('platform')} {status.replace('_', ' ')} (`{view.get('id')}`)"  # fmt: skip
+    detail = view.get("error") if status != "succeeded" else None
+    result = view.get("result")
+    if isinstance(result, Mapping):
+        link = result.get("permalink") or result.get("url") or result.get("webViewLink")
+        detail = f"<{link}|result>" if link else detail
+    body = [mrkdwn(text)] + ([context(str(detail))] if detail else [])
+    return text, body
+
+
+def alert_blocks(text: str) -> list[Block]:
+    """An operator alert (the alerter renders the wording; this only lays it out)."""
+    head, _, rest = text.partition("\n")
+    return [mrkdwn(f"*{head}*"), *([context(rest)] if rest.strip() else [])]
 
 
 def home_view(

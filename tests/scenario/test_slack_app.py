@@ -213,3 +213,22 @@ async def test_ack_latency_of_ops_status(bot: Bot) -> None:
             f"p99 {_percentile(values, 0.99):.1f} ms, max {max(values):.1f} ms"
         )
     assert _percentile(sequential, 0.99) < 3000
+
+
+async def test_outcome_posted_when_the_action_asks(bot: Bot) -> None:
+    await bot.submit(requires_approval=False, notify=True)
+    await bot.submit(requires_approval=False, data={"quiet": True})
+    posted = await bot.slack.wait_call("chat.postMessage", channel="#operations")
+    assert "echo on echo succeeded" in posted["text"]
+    await bot.runtime.pool.wait_drained()
+    assert len(bot.slack.calls_to("chat.postMessage")) == 1
+
+
+async def test_alert_posts_then_updates_in_place(bot: Bot) -> None:
+    ts = await bot.service.alert_post(":rotating_light: [HIGH] circuit open: notion\n5 failures")
+    assert ts is not None
+    await bot.service.alert_post("still open (2)", update=ts)
+    await bot.service.alert_post("Resolved: circuit open: notion", thread=ts)
+    messages = bot.slack.messages("errors")
+    assert [m["text"] for m in messages] == ["still open (2)", "Resolved: circuit open: notion"]
+    assert messages[1]["thread_ts"] == ts
