@@ -23,7 +23,9 @@ calls made. The executor under test must use a timeout of at most SLOW_TIMEOUT s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -185,3 +187,31 @@ class ContractSuite:
     async def test_every_operation_is_covered(self, platform: Platform) -> None:
         covered = {case.type for case in self.CASES}
         assert set(platform.executor.operations) <= covered
+
+
+# Seconds: a callback holding the loop longer than this during the test's call phase fails it.
+# Fixture setup is not watched: building an HTTP client loads the CA bundle once (~0.1 s), as the
+# runtime does at start-up, before it serves anything.
+SLOW_CALLBACK = 0.2
+
+
+@pytest.fixture
+async def no_blocking(caplog: pytest.LogCaptureFixture) -> AsyncIterator[None]:
+    """asyncio debug mode for the test: any callback or task step that holds the event loop for
+    more than SLOW_CALLBACK seconds (a sync SDK call on the loop, say) fails it. Opt in with
+    `pytestmark = pytest.mark.usefixtures("no_blocking")` after importing this fixture."""
+    loop = asyncio.get_running_loop()
+    debug, slow = loop.get_debug(), loop.slow_callback_duration
+    loop.set_debug(True)
+    loop.slow_callback_duration = SLOW_CALLBACK
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    try:
+        yield
+    finally:
+        loop.set_debug(debug)
+        loop.slow_callback_duration = slow
+    records = caplog.get_records("call")
+    blocked = [
+        r.getMessage() for r in records if r.name == "asyncio" and " took " in r.getMessage()
+    ]
+    assert not blocked, f"event loop blocked: {blocked}"

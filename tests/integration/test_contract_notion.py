@@ -17,10 +17,12 @@ from tests.integration.contract import (
     CountingThrottle,
     Op,
     Platform,
+    no_blocking,
     pytest_generate_tests,
 )
 
-__all__ = ["pytest_generate_tests"]
+__all__ = ["no_blocking", "pytest_generate_tests"]
+pytestmark = pytest.mark.usefixtures("no_blocking")
 
 
 def _prop(page: JSON, name: str) -> Any:
@@ -210,6 +212,6 @@ async def test_bad_token_is_auth_error_without_the_token(
     assert not result.ok and "AuthError" in result.detail and "secret_wrong" not in result.detail
 
 
-def test_build_without_key_disables_platform() -> None:
+async def test_build_without_key_disables_platform() -> None:
     with pytest.raises(PlatformDisabled, match="NOTION_API_KEY is not set"):
         build(load_settings(_env_file=None, notion_api_key=None), CountingThrottle())
