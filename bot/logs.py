@@ -173,6 +173,25 @@ def log_attempt(
     )
 
 
+def log_attempt_view(view: dict[str, Any]) -> None:
+    """Queue outcome-bus subscriber: the per-attempt line from a recorded outcome's view."""
+    if view.get("run_ms") is None:  # not an attempt (an expiry, a rejection)
+        return
+    retry = view.get("event") == "retry"
+    log_attempt(
+        action_id=str(view.get("id")),
+        type=str(view.get("type")),
+        platform=str(view.get("served_by") or view.get("platform")),
+        priority=str(view.get("priority")),
+        status="retry_scheduled" if retry else str(view.get("status")),
+        duration_ms=float(view["run_ms"]),
+        retries=max(0, int(view.get("attempts") or 1) - 1),
+        queue_time_ms=view.get("queue_wait_ms"),
+        worker_id=str(view.get("worker")),
+        error=view.get("error"),
+    )
+
+
 def _level(name: str) -> int:
     level = logging.getLevelName(name.strip().upper())
     return level if isinstance(level, int) else logging.INFO

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, text
@@ -146,6 +146,8 @@ class Metrics:
             outcome = "succeeded" if status == "succeeded" else view.get("error_kind") or "failed"
             served = str(view.get("served_by") or platform)
             self.observe_attempt(served, type_, str(outcome), float(view["run_ms"]) / 1000.0)
+            if outcome == "RateLimited":
+                self.observe_429(served)
         if retry:
             self.observe_retry(platform)
         elif status in ("succeeded", "dead_lettered", "rejected", "expired", "cancelled"):
@@ -156,6 +158,10 @@ class Metrics:
 
     def add_store_collector(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.registry.register(StoreCollector(store, clock))
+
+    def add_limiter_collector(self, limiters: Any) -> None:
+        """Rate-limit grants, waits and penalty blocks per platform from the live limiters."""
+        self.registry.register(LimiterCollector(limiters))
 
     def render(self) -> bytes:
         """The exposition text. Sync and may read the store: call it from a thread."""
@@ -208,6 +214,33 @@ class StoreCollector(Collector):
         for platform, state in snap["circuits"].items():
             breaker.add_metric([platform], BREAKER_STATES.get(state, 0))
         yield breaker
+
+
+class LimiterCollector(Collector):
+    """Reads `RateLimiters.stats()` (in-memory counters) at scrape time."""
+
+    def __init__(self, limiters: Any) -> None:
+        self.limiters = limiters
+
+    def collect(self) -> Iterator[Metric]:
+        granted = CounterMetricFamily(
+            "opsbot_rate_limit_grants", "Requests let through by the limiter", labels=["platform"]
+        )
+        waited = CounterMetricFamily(
+            "opsbot_rate_limit_waits",
+            "Requests that had to wait for the limiter",
+            labels=["platform"],
+        )
+        blocked = GaugeMetricFamily(
+            "opsbot_rate_limit_blocked_seconds", "Remaining pause after a 429", labels=["platform"]
+        )
+        for platform, stats in self.limiters.stats().items():
+            granted.add_metric([platform], stats.granted)
+            waited.add_metric([platform], stats.waited)
+            blocked.add_metric([platform], stats.blocked_for)
+        yield granted
+        yield waited
+        yield blocked
 
 
 def store_snapshot(conn: Connection, now: float) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The runtime adds it before entering (`runtime.services.append(Surface(runtime))`); `start()` runs
 after the runtime has built its store, queue, executors, breakers and pool, and wires them:
 
-- Metrics (own registry) counting the queue's outcome bus, plus the store collector;
+- Metrics (own registry) counting the queue's outcome bus, plus the store and limiter
+  collectors; the per-attempt log line from the same bus;
 - Alerter + AlertRules (bus events, periodic state rules), sinks from ALERT_CHANNELS and the Slack
   poster when the Slack app provides one;
 - Health with the live executors' checks every OPSBOT_HEALTH_INTERVAL seconds;
@@ -24,6 +25,7 @@ from bot.alert_sinks import SlackPost, sinks_from_settings
 from bot.alerts import Alerter
 from bot.callbacks import CallbackDispatcher
 from bot.health import Health
+from bot.logs import log_attempt_view
 from bot.metrics import Metrics
 from bot.ops import OpsContext
 from bot.web import WebDeps, WebService
@@ -66,6 +68,9 @@ class Surface:
         rt, settings, clock = self.runtime, self.runtime.settings, self.runtime.clock
         self.metrics.add_store_collector(rt.store, clock)
         self._unsubscribe.append(self.metrics.bind_queue(rt.queue))
+        self._unsubscribe.append(rt.queue.subscribe(log_attempt_view))
+        if getattr(rt, "limiters", None) is not None:
+            self.metrics.add_limiter_collector(rt.limiters)
         sinks = sinks_from_settings(settings, self.slack_post, clock)
         self.alerter = Alerter(
             rt.store, sinks, threshold=settings.alert_failure_threshold, clock=clock,

@@ -149,3 +149,23 @@ async def test_a_scrape_still_answers_when_the_store_is_broken(
     samples = await scrape(url)
     assert value(samples, "opsbot_retries_total", platform="trello") == 1
     assert value(samples, "opsbot_queue_depth", priority="normal") is None
+
+
+async def test_rate_limiter_counters_are_read_from_the_live_limiters(
+    metrics_url: tuple[str, Metrics], settings: Settings
+) -> None:
+    from bot.flow.ratelimit import RateLimiters
+
+    url, metrics = metrics_url
+    limiters = RateLimiters.from_settings(settings)
+    limiter = limiters.get("notion")
+    assert limiter is not None
+    for _ in range(3):
+        await limiter.acquire()
+    limiters.penalise("notion", 30)
+    metrics.add_limiter_collector(limiters)
+    samples = await scrape(url)
+    assert value(samples, "opsbot_rate_limit_grants_total", platform="notion") == 3
+    assert value(samples, "opsbot_rate_limit_waits_total", platform="notion") == 0
+    blocked = value(samples, "opsbot_rate_limit_blocked_seconds", platform="notion")
+    assert blocked is not None and 29 < blocked <= 30

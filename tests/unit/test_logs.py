@@ -148,3 +148,15 @@ def test_terminal_gives_readable_lines(secret_settings: Settings) -> None:
 def test_redactor_leaves_ordinary_text_alone() -> None:
     redact = Redactor(["abc"])  # too short to redact safely
     assert redact("queue depth 12, abc, platform notion") == "queue depth 12, abc, platform notion"
+
+
+def test_attempt_line_from_a_queue_outcome_view(captured: io.StringIO) -> None:
+    from bot.logs import log_attempt_view
+
+    log_attempt_view({"id": "a-3", "type": "echo", "platform": "echo", "priority": "high",
+                      "status": "queued", "event": "retry", "run_ms": 12.0, "attempts": 2,
+                      "worker": "w-1", "error": "HTTP 503"})  # fmt: skip
+    log_attempt_view({"id": "a-4", "status": "expired", "event": "final"})  # not an attempt
+    (entry,) = lines(captured)
+    assert entry["status"] == "retry_scheduled" and entry["level"] == "warning"
+    assert entry["retries"] == 1 and entry["workerId"] == "w-1" and entry["duration"] == 12
