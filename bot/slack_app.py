@@ -71,6 +71,17 @@ def build_app(door: FrontDoor) -> AsyncApp:
     return app
 
 
+def add_slack(runtime: Any, settings: Settings, **options: Any) -> SlackService | None:
+    """Add the Slack front door to `runtime.services` when both tokens are set (else None).
+    The returned service's `alert_post` is the alerter's Slack sink."""
+    if settings.slack_bot_token is None or settings.slack_app_token is None:
+        log.info("Slack is off: SLACK_BOT_TOKEN and SLACK_APP_TOKEN are both needed")
+        return None
+    service = SlackService(settings, runtime, **options)
+    runtime.services.append(service)
+    return service
+
+
 class SlackService:
     """Start/stop the Slack front door with the runtime (`runtime.services.append(...)`)."""
 

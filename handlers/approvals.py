@@ -68,7 +68,9 @@ async def refusal(door: FrontDoor, user: str, view: dict[str, Any]) -> str | Non
 async def decide(door: FrontDoor, action_id: str, user: str, approved: bool,
                  reason: str | None = None) -> str | None:  # fmt: skip
     """Decide and refresh the card; returns an explanation for the user when nothing changed."""
-    view = await door.queue.get(action_id)
+    view = await _view(door, action_id)
+    if view is None:
+        return f"`{action_id}` no longer exists (purged?)."
     refused = await refusal(door, user, view)
     if refused:
         return refused
@@ -91,7 +93,9 @@ def register(app: AsyncApp, door: FrontDoor) -> None:
     async def reject(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
         await ack()
         user, action_id = body["user"]["id"], body["actions"][0]["value"]
-        refused = await refusal(door, user, await door.queue.get(action_id))
+        view = await _view(door, action_id)
+        refused = "That action no longer exists." if view is None else None
+        refused = refused or await refusal(door, user, view or {})
         if refused:
             await _explain(respond, refused)
             return
@@ -113,6 +117,14 @@ def register(app: AsyncApp, door: FrontDoor) -> None:
         refused = await decide(door, action_id, user, False, values.get("value") or None)
         if refused:
             await _dm(door, user, refused)
+
+
+async def _view(door: FrontDoor, action_id: str) -> dict[str, Any] | None:
+    try:
+        view: dict[str, Any] = await door.queue.get(action_id)
+    except KeyError:  # bot.queue.ActionNotFound
+        return None
+    return view
 
 
 async def _explain(respond: Respond, text: str | None) -> None:

@@ -232,3 +232,30 @@ async def test_alert_posts_then_updates_in_place(bot: Bot) -> None:
     messages = bot.slack.messages("errors")
     assert [m["text"] for m in messages] == ["still open (2)", "Resolved: circuit open: notion"]
     assert messages[1]["thread_ts"] == ts
+
+
+async def test_pending_cards_and_buttons_survive_a_restart(
+    settings: Any, slack: SlackStandIn
+) -> None:
+    async def started() -> tuple[Runtime, SlackService]:
+        runtime = Runtime(settings)
+        service = SlackService(settings, runtime, ping_interval=0.5, card_interval=0.05)
+        runtime.services.append(service)
+        await runtime.__aenter__()
+        return runtime, service
+
+    runtime, _ = await started()
+    bot = Bot(runtime, _, slack)
+    action_id = await bot.submit(requested_by="api")
+    card = await bot.card(action_id)
+    await runtime.__aexit__(None, None, None)
+
+    runtime, service = await started()
+    try:
+        bot = Bot(runtime, service, slack)
+        await slack.wait_for(lambda: slack.connected)
+        await bot.slack.click("approvals", card["ts"], blocks.APPROVE, action_id, user=ALICE)
+        await slack.wait_for(lambda: "executed" in str(slack.messages("approvals")[0]))
+        assert len(slack.calls_to("chat.postMessage")) == 1  # the card was not posted again
+    finally:
+        await runtime.__aexit__(None, None, None)

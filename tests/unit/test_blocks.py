@@ -97,3 +97,33 @@ def test_who_mentions_slack_users_only() -> None:
     assert blocks.who("slack:U0A") == "<@U0A>"
     assert blocks.who("api") == "api"
     assert blocks.who(None) == "someone"
+
+
+def test_outcome_message_links_the_result_or_shows_the_error() -> None:
+    text, body = blocks.outcome_message(
+        {
+            "id": "a",
+            "type": "create_card",
+            "platform": "trello",
+            "status": "succeeded",
+            "result": {"url": "http://t/c"},
+        }
+    )
+    assert "create_card on trello succeeded" in text and "<http://t/c|result>" in str(body)
+    text, body = blocks.outcome_message(
+        {
+            "id": "b",
+            "type": "share",
+            "platform": "drive",
+            "status": "dead_lettered",
+            "error": "403 forbidden",
+        }
+    )
+    assert "dead lettered" in text and "403 forbidden" in str(body)
+
+
+def test_alert_blocks_bold_title_and_context() -> None:
+    laid_out = blocks.alert_blocks("circuit open: notion\n5 failures in a row")
+    assert laid_out[0]["text"]["text"] == "*circuit open: notion*"
+    assert laid_out[1]["type"] == "context"
+    assert len(blocks.alert_blocks("one line")) == 1
