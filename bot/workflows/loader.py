@@ -16,7 +16,7 @@ seed's config/workflows.json:
           depends_on: create_invoice_file        # one name or a list
           action:
             type: append_row
-            data: {values: [["{{ steps.create_invoice_file.result.webViewLink }}"]]}
+            data: {values: [["{{ steps.create_invoice_file.result.web_view_link }}"]]}
           retry: {max_retries: 5}
           continue_on_error: false
           compensate: none                       # or an action; default: the executor's undo

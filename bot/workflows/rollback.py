@@ -7,7 +7,8 @@ apply), keyed `run:<run>:undo<generation>:<step>` so a restarted runner finds it
 - a step marked `compensate: none` is irreversible: named in the outcome, never attempted;
 - any other step gets an action of type "compensate" on the platform that served it; the worker
   runs it with `run_compensation(executor, claimed.data)` (below), which calls the executor's
-  `compensate` or reports the operation as irreversible.
+  `compensate` or reports the operation as irreversible. `WithCompensation(executor)` exposes
+  that as the executor's "compensate" operation, so the worker needs no special case.
 The first compensation that fails for good stops the rollback: the run ends in rollback_failed
 with the steps rolled back, the ones not rolled back and why. retry-rollback starts a new
 generation that skips what was already undone.
@@ -15,7 +16,9 @@ generation that skips what was already undone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from bot.actions import ActionInvalid, ActionSpec, parse_action
@@ -24,7 +27,7 @@ from bot.workflows.definitions import ActionTemplate
 from bot.workflows.journal import UNDO, StepAction, undo_key
 from bot.workflows.state import Steps
 from bot.workflows.templates import TemplateError, render
-from executors.base import JSON, Executor, NotReversible
+from executors.base import JSON, CheckResult, Executor, NotReversible, Operation
 
 COMPENSATE = "compensate"  # the action type the worker hands to run_compensation
 
@@ -42,6 +45,34 @@ async def run_compensation(executor: Executor, data: JSON) -> JSON:
     except NotReversible as exc:
         return {"irreversible": True, "reason": str(exc)}
     return {"undone": undone}
+
+
+class WithCompensation:
+    """An executor that also offers the "compensate" operation (run_compensation on itself).
+
+    Wrapping every executor once where they are built (runtime / executors/registry.py) is the
+    whole worker-side integration: the worker looks the type up in `operations` as usual.
+    """
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.platform = inner.platform
+
+    @property
+    def operations(self) -> Mapping[str, Operation]:
+        return {**self.inner.operations, COMPENSATE: partial(run_compensation, self.inner)}
+
+    def reversible(self, action_type: str) -> bool:
+        return self.inner.reversible(action_type)
+
+    async def compensate(self, action_type: str, data: JSON, result: JSON) -> JSON:
+        return await self.inner.compensate(action_type, data, result)
+
+    async def check(self) -> CheckResult:
+        return await self.inner.check()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 @dataclass

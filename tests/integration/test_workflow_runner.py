@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
-from functools import partial
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,9 @@ from bot.routing import PLATFORMS, ROUTES, Priority, Route
 from bot.store.engine import Store
 from bot.worker import WorkerPool
 from bot.workflows.definitions import IRREVERSIBLE, Workflow
-from bot.workflows.rollback import COMPENSATE, run_compensation
+from bot.workflows.rollback import COMPENSATE, WithCompensation
 from bot.workflows.runner import RunRefused, WorkflowRunner
-from executors.base import Operation
 from executors.echo import EchoExecutor
-
-
-class UndoableEcho(EchoExecutor):
-    """Echo with the seam the worker needs: type "compensate" -> run_compensation(executor)."""
-
-    @property
-    def operations(self) -> Mapping[str, Operation]:
-        return {**super().operations, COMPENSATE: partial(run_compensation, self)}
 
 
 class Bot:
@@ -48,8 +38,9 @@ class Bot:
         self.store = Store(settings.opsbot_database_url)
         self.queue = Queue(self.store, settings)
         limiters = RateLimiters(settings.rate_limits)
+        echo = WithCompensation(EchoExecutor(limiters.throttle("echo")))
         self.pool = WorkerPool(
-            self.queue, {"echo": UndoableEcho(limiters.throttle("echo"))}, limiters,
+            self.queue, {"echo": echo}, limiters,
             Breakers(PLATFORMS, clock=time.time), RetryPolicy.from_settings(settings),
             FallbackChain(settings.fallbacks), settings, store=self.store,
         )  # fmt: skip
