@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_TIMEOUT = 60.0  # seconds per attempt, rate-limit waits included
 PARK_SECONDS = 5.0  # how long an open platform stays unclaimed after an action had to wait
+RECORDER_GRACE = 10.0  # clean stop: seconds to let the last outcomes reach the store
 IDLE_WAIT = 0.25  # max seconds between claims when idle (picks up retries that became due)
 _STOP = None  # sentinel telling a worker task to exit
 
@@ -99,6 +100,8 @@ class WorkerPool:
         """Stop claiming, let running actions finish within the bound, release the rest."""
         if drain_timeout is None:
             drain_timeout = self.settings.opsbot_drain_timeout
+        if self._stopping:
+            return
         self._stopping = True
         await _cancel(self._dispatcher)
         while not self._ready.empty():  # claimed but never started: released below
@@ -106,10 +109,14 @@ class WorkerPool:
         for _ in self._workers:
             self._ready.put_nowait(_STOP)
         if self._workers:
-            _, late = await asyncio.wait(self._workers, timeout=drain_timeout or None)
+            _, late = await asyncio.wait(self._workers, timeout=drain_timeout)
             for task in late:
                 await _cancel(task)
-        await self._flush()
+        # Let the recorder finish on its own: cancelling it mid-commit would leave unknown
+        # whether its batch was stored, and releasing those actions would run them twice.
+        self._have_outcomes.set()
+        if self._recorder is not None:
+            await asyncio.wait({self._recorder}, timeout=RECORDER_GRACE)
         await _cancel(self._recorder)
         await _cancel(self._housekeeper)
         leftover = list(self._held)
@@ -262,8 +269,11 @@ class WorkerPool:
         while True:
             await self._have_outcomes.wait()
             await self._flush()
+            if self._stopping and all(t.done() for t in self._workers):
+                return
 
     async def _flush(self) -> None:
+        self._have_outcomes.clear()
         while self._outcomes:
             self._have_outcomes.clear()
             batch, self._outcomes = self._outcomes, []

@@ -20,11 +20,13 @@ from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy
 from bot.queue import Queue
 from bot.routing import PLATFORMS
+from bot.runtime import Runtime
 from bot.store.engine import Store
 from bot.store.tables import AttemptRow
 from bot.worker import WorkerPool
 from executors.base import JSON, CheckResult, Executor, Operation, RetryableError
 from executors.echo import EchoExecutor
+from executors.registry import build_executors
 
 FINAL = {"succeeded", "dead_lettered"}
 
@@ -258,6 +260,53 @@ async def test_clean_stop_releases_unfinished_actions(tmp_path: Path) -> None:
     store.close()
     assert [v["status"] for v in views] == ["queued"] * 4
     assert all(v["lease_owner"] is None for v in views)
+
+
+async def test_disabled_platform_without_fallback_is_dead_lettered_with_reason(
+    harness: Harness,
+) -> None:
+    harness.pool.disabled["slack"] = "SLACK_BOT_TOKEN is not set"
+    ids = await harness.submit({"type": "send_notification", "data": {"text": "hi"}})
+    await harness.pool.start()
+    try:
+        (view,) = await harness.wait_for(ids, FINAL)
+    finally:
+        await harness.pool.stop(1.0)
+    assert view["status"] == "dead_lettered"
+    assert "SLACK_BOT_TOKEN is not set" in view["error"]
+
+
+def test_registry_always_has_echo_and_names_disabled_platforms(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    executors, disabled = build_executors(settings, RateLimiters(settings.rate_limits).throttle)
+    assert "echo" in executors
+    assert set(executors) | set(disabled) >= {"echo", *PLATFORMS} - {"echo"}
+    assert all(reason for reason in disabled.values())
+
+
+async def test_runtime_runs_actions_and_stops_services(tmp_path: Path) -> None:
+    class Service:
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        async def start(self) -> None:
+            self.events.append("start")
+
+        async def stop(self) -> None:
+            self.events.append("stop")
+
+    service = Service()
+    runtime = Runtime(make_settings(tmp_path))
+    runtime.services.append(service)
+    finals: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    async with runtime:
+        runtime.queue.subscribe(lambda view: finals.put_nowait(view) if view["final"] else None)
+        results = await runtime.queue.submit(parse_actions([echo(n=1)]))
+        view = await asyncio.wait_for(finals.get(), 10)
+        assert (view["id"], view["status"]) == (results[0].id, "succeeded")
+        runtime.request_stop()
+        await runtime.run_forever()
+    assert service.events == ["start", "stop"]
 
 
 async def _until(condition: Any) -> None:
