@@ -33,6 +33,7 @@ log = logging.getLogger("opsbot.alerts")
 
 _ALERTS = AlertRow.__table__  # type: ignore[attr-defined]
 SEND_TIMEOUT = 15.0
+UPDATE_EVERY = 60.0  # at most one in-place update per alert per minute (Slack allows ~1/s)
 
 
 class Alerter:
@@ -51,6 +52,9 @@ class Alerter:
         self.clock = clock
         self.metrics = metrics
         self.failures: dict[str, int] = {}
+        # Keys active in the store, so the common "nothing to resolve" costs no write.
+        self._active: set[str] | None = None
+        self._updated_at: dict[str, float] = {}
         self._refs: dict[str, dict[str, str]] = {}
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -77,6 +81,11 @@ class Alerter:
         except Exception:
             log.exception("alert %s could not be recorded", key)
             return None
+        if self._active is not None:
+            self._active.add(key)
+        if event == "updated" and now - self._updated_at.get(key, 0.0) < UPDATE_EVERY:
+            return event  # recorded; the next update or the resolve shows the new count
+        self._updated_at[key] = now
         self._deliver(event, row, avoid)
         return event
 
@@ -84,10 +93,15 @@ class Alerter:
         """Close the active alert for `key` (if any) and announce it. Never raises."""
         now = self.clock()
         try:
+            if key not in await self._active_keys():
+                return False
             row = await self.store.write(lambda conn: _resolve(conn, key, now, text))
         except Exception:
             log.exception("alert %s could not be resolved", key)
             return False
+        if self._active is not None:
+            self._active.discard(key)
+        self._updated_at.pop(key, None)
         if row is None:
             return False
         avoid = frozenset(_detail(row).get("avoid") or ())
@@ -117,7 +131,15 @@ class Alerter:
         return await self.store.read(lambda conn: list_alerts(conn, limit))
 
     async def active(self) -> list[dict[str, Any]]:
-        return await self.store.read(lambda conn: list_alerts(conn, 1000, active_only=True))
+        rows = await self.store.read(lambda conn: list_alerts(conn, 1000, active_only=True))
+        self._active = {row["key"] for row in rows}  # refresh: another process may have changed it
+        return rows
+
+    async def _active_keys(self) -> set[str]:
+        if self._active is None:
+            await self.active()
+        assert self._active is not None
+        return self._active
 
     async def resolve_quiet(self) -> list[str]:
         """Resolve event alerts (dead letter, expiry) that have been quiet for their period."""
