@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -43,13 +42,6 @@ _RETRY_CODES = {"internal_server_error", "service_unavailable", "gateway_timeout
 _OPEN_EXCLUDED = {"done", "complete", "completed", "archived", "cancelled"}
 _UPDATABLE = ("properties", "title", "status", "assignees", "due", "due_date", "priority")
 T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _Page:
-    id: str
-    url: str
 
 
 class NotionExecutor:

@@ -99,6 +99,7 @@ class Stats:
     times: dict[str, list[float]] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     rate_limited: int = 0  # 429s answered by the enforced limit (not injected faults)
+    served: list[float] = field(default_factory=list)  # arrival times of answers below 400
 
     def per_second(self, path_prefix: str = "") -> dict[int, int]:
         """Requests per whole second (epoch seconds -> count), for rate graphs and benchmarks."""
@@ -115,6 +116,16 @@ class Stats:
             for r in self.requests
             if (method is None or r.method == method) and r.path.startswith(path_prefix)
         ]
+
+    def max_in_window(self, window: float) -> int:
+        """The most requests served (answered below 400) in any `window` seconds: compare it
+        with the platform's limit to show the limit was never exceeded."""
+        stamps, best, start = sorted(self.served), 0, 0
+        for end, stamp in enumerate(stamps):
+            while stamps[start] <= stamp - window:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
 
     def summary(self) -> dict[str, Any]:
         busiest = max(self.per_second().values(), default=0)
@@ -247,11 +258,13 @@ class StandIn:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(ADMIN):
             return await handler(request)
-        await self._record(request)
+        arrived = await self._record(request)
         response = await self._gate(request)
         if response is None:
             response = await handler(request)
         self.stats.statuses[response.status] = self.stats.statuses.get(response.status, 0) + 1
+        if response.status < 400:
+            self.stats.served.append(arrived)
         return response
 
     async def _gate(self, request: web.Request) -> web.StreamResponse | None:
@@ -273,7 +286,7 @@ class StandIn:
                 return self.error_response(429, "rate limited", wait)
         return None
 
-    async def _record(self, request: web.Request) -> None:
+    async def _record(self, request: web.Request) -> float:
         raw = await request.read()  # cached by aiohttp: handlers can still read the body
         body: Any = None
         if raw:
@@ -286,6 +299,7 @@ class StandIn:
         now = time.time()
         self.stats.requests.append(Recorded(request.method, request.path, query, body, now))
         self.stats.times.setdefault(request.path, []).append(now)
+        return now
 
     # -- admin routes ------------------------------------------------------------------------
     def _admin_routes(self, app: web.Application) -> None:
@@ -322,7 +336,11 @@ class StandIn:
         return web.json_response(self.state)
 
     async def _get_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.stats.summary())
+        summary = self.stats.summary()
+        if self.limiter is not None:
+            summary["limit"] = [self.limiter.limit, self.limiter.window]
+            summary["served_max_in_window"] = self.stats.max_in_window(self.limiter.window)
+        return web.json_response(summary)
 
 
 def retry_headers(retry_after: float | None) -> dict[str, str] | None:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from executors.sandbox.standin import StandIn
+from executors.sandbox.standin import StandIn, Stats
 
 
 class Counter(StandIn):
@@ -121,6 +121,10 @@ async def test_sliding_window_rate_limit_answers_429(http: aiohttp.ClientSession
         assert statuses == [(200, None), (200, None), (429, "10"), (200, None)]
         assert standin.stats.rate_limited == 1
         assert standin.stats.summary()["statuses"] == {"200": 3, "429": 1}
+        async with http.get(f"{standin.base_url}/_standin/stats") as response:
+            stats = await response.json()
+        # Served requests arrive within real seconds here (the fake clock only drives the limit).
+        assert (stats["limit"], stats["served_max_in_window"]) == ([2, 10.0], 3)
 
 
 async def test_state_survives_restart_through_file(
@@ -135,3 +139,9 @@ async def test_state_survives_restart_through_file(
         url = f"{second.base_url}/_standin/state"
         async with http.get(url) as response:
             assert (await response.json()) == {"count": 5}
+
+
+def test_max_in_window_counts_any_sliding_interval() -> None:
+    stats = Stats(served=[0.0, 0.5, 1.0, 1.2, 2.5])
+    assert stats.max_in_window(1.0) == 3  # 0.5, 1.0, 1.2
+    assert stats.max_in_window(0.1) == 1
