@@ -214,8 +214,11 @@ class CardKeeper:
             await asyncio.sleep(self.interval)
 
     async def sync(self) -> None:
-        """Post missing cards; refresh cards still showing buttons for decided actions (decided
-        by another process, e.g. the CLI, or expired)."""
+        """Expire overdue approvals (OPSBOT_APPROVAL_TIMEOUT); post missing cards; refresh cards
+        still showing buttons for actions decided elsewhere (e.g. from the CLI)."""
+        # Expiry lives here because cards are its audience; the conditional update makes it
+        # harmless if another process expires the same actions.
+        await self.door.queue.expire_approvals(self.door.settings.opsbot_approval_timeout)
         pending = {row["id"] for row in await ops.approvals(self.door.ops)}
         for action_id in sorted(pending - set(self._cards)):
             await self._post(await self.door.queue.get(action_id))

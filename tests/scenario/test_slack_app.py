@@ -259,3 +259,15 @@ async def test_pending_cards_and_buttons_survive_a_restart(
         assert len(slack.calls_to("chat.postMessage")) == 1  # the card was not posted again
     finally:
         await runtime.__aexit__(None, None, None)
+
+
+async def test_approvals_expire_after_the_timeout(settings: Any, slack: SlackStandIn) -> None:
+    quick = settings.model_copy(update={"opsbot_approval_timeout": 0.5})
+    runtime = Runtime(quick)
+    runtime.services.append(SlackService(quick, runtime, card_interval=0.05))
+    async with runtime:
+        bot = Bot(runtime, runtime.services[0], slack)  # type: ignore[arg-type]
+        action_id = await bot.submit(requested_by="api")
+        await bot.card(action_id)
+        await slack.wait_for(lambda: "Expired" in str(slack.messages("approvals")[0]))
+        assert (await runtime.queue.get(action_id))["status"] == "expired"
