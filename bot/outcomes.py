@@ -23,8 +23,9 @@ from typing import Any, Literal
 from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from bot.actions import Status
-from bot.store.audit import audit_row, write_audit
-from bot.store.tables import ActionRow, AttemptRow
+from bot.store.audit import audit_row
+from bot.store.prepared import Prepared
+from bot.store.tables import ActionRow, AttemptRow, AuditRow
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,13 @@ class WorkSignal:
 
 A = ActionRow.__table__  # type: ignore[attr-defined]
 _ATTEMPTS = AttemptRow.__table__  # type: ignore[attr-defined]
+_AUDIT_KEYS = ("at", "entity", "entity_id", "from_status", "to_status", "actor", "detail")
+AUDIT_INSERT = Prepared(insert(AuditRow.__table__), _AUDIT_KEYS)  # type: ignore[attr-defined]
+_ATTEMPT_KEYS = (
+    "action_id", "number", "platform", "worker", "started_at", "finished_at", "outcome",
+    "error_kind", "error", "status_code", "retry_after",
+)  # fmt: skip
+_ATTEMPT_INSERT = Prepared(insert(_ATTEMPTS), _ATTEMPT_KEYS)
 _RUNNING, _QUEUED = Status.RUNNING.value, Status.QUEUED.value
 
 _CURRENT = select(
@@ -209,7 +217,7 @@ _CURRENT = select(
     A.c.source,
     A.c.idempotency_key,
 ).where(A.c.id.in_(bindparam("ids", expanding=True)))
-_SETTLE = (
+_SETTLE = Prepared(
     update(A)
     .where(A.c.id == bindparam("b_id"), or_(A.c.status == _RUNNING, A.c.status == _QUEUED))
     .values(
@@ -227,7 +235,7 @@ _SETTLE = (
         lease_expires_at=None,
     )
 )
-_RELEASE = (
+_RELEASE = Prepared(
     update(A)
     .where(A.c.id == bindparam("b_id"), A.c.status == _RUNNING)
     .values(
@@ -281,21 +289,20 @@ def record_tx(
             audits += _audits(o, row["status"], target, now, actor or o.worker)
         row["status"] = target
         views.append(_view(row, o, _EVENT[o.kind]))
-    if settle:
-        conn.execute(_SETTLE, settle)
-    if release:
-        conn.execute(_RELEASE, release)
-    if attempts:
-        conn.execute(insert(_ATTEMPTS), attempts)
-    write_audit(conn, audits)
+    _SETTLE.many(conn, settle)
+    _RELEASE.many(conn, release)
+    _ATTEMPT_INSERT.many(conn, attempts)
+    AUDIT_INSERT.many(conn, audits)
     return views
 
 
 def _current(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for i in range(0, len(ids), 500):
-        for row in conn.execute(_CURRENT, {"ids": ids[i : i + 500]}):
-            found[row.id] = dict(row._mapping)
+        result = conn.execute(_CURRENT, {"ids": ids[i : i + 500]})
+        keys = list(result.keys())
+        for row in result:
+            found[row[0]] = dict(zip(keys, row, strict=True))
     return found
 
 

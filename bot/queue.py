@@ -9,6 +9,7 @@ Delivery is at-least-once: a claim holds a lease; an expired lease puts the acti
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -23,10 +24,19 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.actions import FINAL_STATUSES, ActionSpec, Status
 from bot.config import Settings
-from bot.outcomes import Outcome, OutcomeBus, Subscriber, WorkSignal, reap_tx, record_tx
+from bot.outcomes import (
+    AUDIT_INSERT,
+    Outcome,
+    OutcomeBus,
+    Subscriber,
+    WorkSignal,
+    reap_tx,
+    record_tx,
+)
 from bot.routing import ROUTES, Priority
 from bot.store.audit import audit_row, write_audit
 from bot.store.engine import Store
+from bot.store.prepared import Prepared
 from bot.store.tables import ActionRow, AttemptRow, AuditRow, PauseRow
 
 __all__ = [
@@ -132,7 +142,13 @@ _DUE = select(A.c.priority_rank, A.c.seq).where(
 _NEXT_DUE = select(func.min(A.c.available_at)).where(
     A.c.status == Status.QUEUED.value, A.c.available_at > bindparam("now")
 )
-_INSERT = insert(A)
+_ROW_KEYS = (
+    "id", "type", "platform", "priority", "priority_rank", "status", "data", "idempotency_key",
+    "requires_approval", "approval_reason", "requested_by", "source", "reason", "notify",
+    "callback_url", "attempts", "max_attempts", "created_at", "queued_at", "available_at",
+    "run_id", "step_name",
+)  # fmt: skip
+_INSERT = Prepared(insert(A), _ROW_KEYS)
 
 
 class Queue:
@@ -219,8 +235,8 @@ class Queue:
             known.update(dict.fromkeys(keys, result))
         if rows:
             self._reserve(conn, len(rows))
-            conn.execute(_INSERT, rows)
-            write_audit(conn, audits)
+            _INSERT.many(conn, rows)
+            AUDIT_INSERT.many(conn, audits)
             self._active = (self._active or 0) + len(rows)
         return results
 
@@ -297,10 +313,10 @@ class Queue:
             return []
         probes = set(only_one) - skip
         if probes:  # half-open platforms: one probe at a time, none while one is running
-            running = select(A.c.platform).where(
+            busy = select(A.c.platform).where(
                 A.c.status == Status.RUNNING.value, A.c.platform.in_(probes)
             )
-            probes -= set(conn.execute(running.distinct()).scalars())
+            probes -= set(conn.execute(busy.distinct()).scalars())
         candidates = _due(conn, now, limit, skip | set(only_one), None)
         for platform in sorted(probes):
             candidates += _due(conn, now, 1, None, platform)
@@ -313,13 +329,11 @@ class Queue:
                 "now": now,
                 "expires": now + self.settings.opsbot_lease_seconds,
             }
-            rows = sorted(conn.execute(_CLAIM_UPDATE, params).all(), key=lambda r: (r[6], r[1]))
-            write_audit(
-                conn,
-                [
-                    audit_row(now, r.id, Status.QUEUED.value, Status.RUNNING.value, actor=owner)
-                    for r in rows
-                ],
+            returned = conn.execute(_CLAIM_UPDATE, params).all()
+            rows = sorted(returned, key=lambda r: (r[6], r[1]))  # RETURNING has no order
+            queued, running = Status.QUEUED.value, Status.RUNNING.value
+            AUDIT_INSERT.many(
+                conn, [audit_row(now, r[0], queued, running, actor=owner) for r in rows]
             )
         if len(rows) < limit:
             self._next_due = conn.execute(_NEXT_DUE, {"now": now}).scalar()
@@ -426,9 +440,13 @@ class Queue:
         self.signal.close()
 
 
+_NODE = os.urandom(4).hex()  # this process
+_COUNTER = itertools.count()
+
+
 def new_action_id() -> str:
-    """Short, unique, roughly time-sortable: act_ + ms time (hex) + 48 random bits."""
-    return f"act_{int(time.time() * 1000):011x}{os.urandom(6).hex()}"
+    """Short, unique, roughly time-sortable: act_ + ms time + process tag + counter (hex)."""
+    return f"act_{int(time.time() * 1000):011x}{_NODE}{next(_COUNTER) & 0xFFFFFF:06x}"
 
 
 def _existing(conn: Connection, specs: list[ActionSpec]) -> dict[tuple[str, str], SubmitResult]:
@@ -457,26 +475,12 @@ def _due(
     return [(r[0], r[1]) for r in conn.execute(stmt, {"now": now})]
 
 
-def _claimed(r: Any) -> Claimed:
+def _claimed(r: tuple[Any, ...]) -> Claimed:
+    # r follows _CLAIM_COLUMNS (index 6, priority_rank, is only for ordering)
     return Claimed(
-        id=r.id,
-        seq=r.seq,
-        type=r.type,
-        platform=r.platform,
-        data=_loads(r.data) or {},
-        priority=r.priority,
-        attempt=r.attempts,
-        max_attempts=r.max_attempts,
-        queued_at=r.queued_at or 0.0,
-        idempotency_key=r.idempotency_key,
-        run_id=r.run_id,
-        step_name=r.step_name,
-        notify=bool(r.notify),
-        callback_url=r.callback_url,
-        requested_by=r.requested_by,
-        source=r.source,
-        reason=r.reason,
-    )
+        r[0], r[1], r[2], r[3], _loads(r[4]) or {}, r[5], r[7], r[8], r[9] or 0.0,
+        r[10], r[11], r[12], bool(r[13]), r[14], r[15], r[16], r[17],
+    )  # fmt: skip
 
 
 def _bus_view(view: dict[str, Any]) -> dict[str, Any]:
@@ -484,8 +488,7 @@ def _bus_view(view: dict[str, Any]) -> dict[str, Any]:
     return {**view, "final": final, "event": "final" if final else "approved"}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def _loads(text: str | None) -> Any:
@@ -647,7 +650,7 @@ def depth_by_priority(conn: Connection, now: float) -> dict[str, Any]:
         oldest = first if oldest is None else min(oldest, first)
         wait_sum += now * count - float(summed)
     by_status = select(A.c.status, func.count()).where(A.c.status.in_(ACTIVE_STATUSES))
-    counts: dict[str, int] = dict(conn.execute(by_status.group_by(A.c.status)).tuples().all())
+    counts: dict[str, int] = dict(conn.execute(by_status.group_by(A.c.status)).all())
     later = select(func.count()).where(A.c.status == Status.QUEUED.value, A.c.available_at > now)
     return {
         "depth": depth,

@@ -1,0 +1,393 @@
+"""The durable queue against real SQLite files, with an injected clock (no sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot.actions import ActionSpec, parse_action
+from bot.config import Settings
+from bot.queue import Outcome, Queue, QueueFull, depth_by_priority, stuck
+from bot.store.engine import Store
+from tests.conftest import FakeClock
+
+
+def spec(priority: str | None = None, **fields: Any) -> ActionSpec:
+    raw: dict[str, Any] = {"type": "echo", "data": fields.pop("data", {"n": 1}), **fields}
+    if priority:
+        raw["priority"] = priority
+    return parse_action(raw)
+
+
+def statuses(store: Store) -> dict[str, str]:
+    return store.read_sync(lambda c: dict(c.execute(text("SELECT id, status FROM actions")).all()))
+
+
+def audit(store: Store, action_id: str) -> list[tuple[str | None, str | None, str]]:
+    sql = "SELECT from_status, to_status, actor FROM audit WHERE entity_id = :i ORDER BY id"
+    return store.read_sync(lambda c: c.execute(text(sql), {"i": action_id}).all())
+
+
+async def test_submit_is_committed_and_audited(queue: Queue, store: Store) -> None:
+    [result] = await queue.submit([spec()], actor="tester")
+    assert result.status == "queued" and not result.duplicate
+    assert statuses(store) == {result.id: "queued"}
+    assert audit(store, result.id) == [("received", "queued", "tester")]
+
+
+async def test_claim_order_priority_then_fifo(queue: Queue) -> None:
+    order = ["low", "normal", "critical", "high", "normal", "critical", "low", "high"]
+    results = await queue.submit([spec(p, data={"i": i}) for i, p in enumerate(order)])
+    claimed = await queue.claim("w", 100)
+    got = [(c.priority, c.data["i"]) for c in claimed]
+    assert got == [
+        ("critical", 2),
+        ("critical", 5),
+        ("high", 3),
+        ("high", 7),
+        ("normal", 1),
+        ("normal", 4),
+        ("low", 0),
+        ("low", 6),
+    ]
+    assert {c.id for c in claimed} == {r.id for r in results}
+    assert all(c.attempt == 1 and c.max_attempts == 4 for c in claimed)
+
+
+async def test_claim_in_batches_keeps_fifo_across_submits(queue: Queue) -> None:
+    first = await queue.submit([spec(data={"i": i}) for i in range(5)])
+    second = await queue.submit([spec(data={"i": i}) for i in range(5, 10)])
+    ids = [c.id for c in await queue.claim("w", 3)] + [c.id for c in await queue.claim("w", 10)]
+    assert ids == [r.id for r in first + second]
+    assert await queue.claim("w", 10) == []
+
+
+async def test_claim_sets_lease_and_audits(queue: Queue, store: Store, clock: FakeClock) -> None:
+    [r] = await queue.submit([spec()])
+    [c] = await queue.claim("worker-1", 1)
+    row = store.read_sync(
+        lambda conn: conn.execute(
+            text("SELECT status, lease_owner, lease_expires_at, attempts FROM actions")
+        ).one()
+    )
+    assert tuple(row) == ("running", "worker-1", clock() + 30.0, 1)
+    assert audit(store, r.id)[-1] == ("queued", "running", "worker-1")
+    assert c.id == r.id
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+async def test_not_before_delays(queue: Queue, clock: FakeClock, with_key: bool) -> None:
+    later = clock() + 60
+    extra = {"idempotency_key": "k"} if with_key else {}
+    [r] = await queue.submit([spec(not_before=later, **extra)])
+    assert await queue.claim("w", 10) == []
+    clock.advance(61)
+    assert [c.id for c in await queue.claim("w", 10)] == [r.id]
+
+
+async def test_idempotency_returns_first_and_never_runs_twice(
+    queue: Queue, clock: FakeClock
+) -> None:
+    [first] = await queue.submit([spec(idempotency_key="order-1")])
+    [c] = await queue.claim("w", 5)
+    await queue.record([Outcome(c.id, "succeeded", clock(), clock(), "w", result={"ok": 1})])
+    [again] = await queue.submit([spec(idempotency_key="order-1", data={"other": True})])
+    assert again.duplicate and again.id == first.id
+    assert again.status == "succeeded" and again.result == {"ok": 1}
+    assert await queue.claim("w", 5) == []
+
+
+async def test_idempotency_repeats_inside_one_batch(queue: Queue, store: Store) -> None:
+    results = await queue.submit(
+        [spec(idempotency_key="a"), spec(idempotency_key="b"), spec(idempotency_key="a")]
+    )
+    assert results[2].id == results[0].id and results[2].duplicate
+    assert len(statuses(store)) == 2
+
+
+async def test_concurrent_duplicate_submits(queue: Queue, store: Store) -> None:
+    results = await asyncio.gather(
+        *(queue.submit([spec(idempotency_key="same")]) for _ in range(20))
+    )
+    ids = {r[0].id for r in results}
+    assert len(ids) == 1
+    assert sum(1 for r in results if not r[0].duplicate) == 1
+    assert len(statuses(store)) == 1
+
+
+async def test_duplicate_from_another_process_race(
+    queue: Queue, settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process inserts the same key between our look-up and our insert: the unique
+    index refuses ours, and the retried submit returns theirs."""
+    import bot.queue
+
+    other = Queue(Store(settings.opsbot_database_url), settings, clock=clock)
+    real_existing = bot.queue._existing
+    calls = 0
+
+    def racing(conn: Any, specs: list[ActionSpec]) -> Any:
+        nonlocal calls
+        calls += 1
+        found = real_existing(conn, specs)
+        if calls == 1:
+            other.submit_sync([spec(idempotency_key="race")])
+        return found
+
+    monkeypatch.setattr(bot.queue, "_existing", racing)
+    [ours] = await queue.submit([spec(idempotency_key="race")])
+    [theirs] = other.submit_sync([spec(idempotency_key="race")])
+    # Our first look found nothing, so only the unique index + retry can make ours a duplicate.
+    assert ours.id == theirs.id and ours.duplicate
+    assert len(statuses(queue.store)) == 1
+    await other.close()
+    other.store.close()
+
+
+class TestQueueFull:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"queue_max_size": 3}
+
+    async def test_refuses_whole_batch(self, queue: Queue, store: Store) -> None:
+        await queue.submit([spec(), spec()])
+        with pytest.raises(QueueFull) as info:
+            await queue.submit([spec(), spec()])
+        message = str(info.value)
+        assert "queue full" in message and "2 of QUEUE_MAX_SIZE=3" in message
+        assert len(statuses(store)) == 2
+        await queue.submit([spec()])  # exactly fits
+        with pytest.raises(QueueFull):
+            await queue.submit([spec()])
+
+    async def test_frees_room_when_actions_finish(self, queue: Queue, clock: FakeClock) -> None:
+        await queue.submit([spec(), spec(), spec()])
+        claimed = await queue.claim("w", 3)
+        await queue.record([Outcome(c.id, "succeeded", clock(), clock(), "w") for c in claimed])
+        assert len(await queue.submit([spec(), spec(), spec()])) == 3
+
+    async def test_duplicates_do_not_count(self, queue: Queue) -> None:
+        await queue.submit([spec(idempotency_key=k) for k in "abc"])
+        results = await queue.submit([spec(idempotency_key="a")])
+        assert results[0].duplicate
+
+
+async def test_record_success_retry_dead(queue: Queue, store: Store, clock: FakeClock) -> None:
+    results = await queue.submit([spec(data={"i": i}) for i in range(3)])
+    ok, again, dead = await queue.claim("w", 3)
+    t0 = clock()
+    clock.advance(0.25)
+    await queue.record(
+        [
+            Outcome(ok.id, "succeeded", t0, clock(), "w-1", result={"echo": 1}, served_by="echo"),
+            Outcome(
+                again.id,
+                "retry",
+                t0,
+                clock(),
+                "w-2",
+                error="503",
+                error_kind="retryable",
+                status_code=503,
+                retry_at=clock() + 5,
+            ),
+            Outcome(
+                dead.id,
+                "dead",
+                t0,
+                clock(),
+                "w-3",
+                error="bad",
+                error_kind="permanent",
+                status_code=400,
+            ),
+        ]
+    )
+    assert statuses(store) == {
+        results[0].id: "succeeded",
+        results[1].id: "queued",
+        results[2].id: "dead_lettered",
+    }
+    view = await queue.get(ok.id)
+    assert view["result"] == {"echo": 1} and view["worker"] == "w-1"
+    assert view["run_ms"] == pytest.approx(250.0) and view["served_by"] == "echo"
+    assert view["attempt_history"][0]["outcome"] == "succeeded"
+    assert [h["to_status"] for h in view["history"]] == ["queued", "running", "succeeded"]
+    assert [h["to_status"] for h in (await queue.get(again.id))["history"]][-2:] == [
+        "retry_scheduled",
+        "queued",
+    ]
+    assert await queue.claim("w", 5) == []  # the retry is not due yet
+    clock.advance(5)
+    [retried] = await queue.claim("w", 5)
+    assert retried.id == again.id and retried.attempt == 2
+    dead_view = await queue.get(dead.id)
+    assert dead_view["error"] == "bad" and dead_view["attempt_history"][0]["status_code"] == 400
+
+
+async def test_release_does_not_spend_the_attempt(queue: Queue, store: Store) -> None:
+    [r] = await queue.submit([spec()])
+    await queue.claim("w", 1)
+    await queue.release("w", [r.id])
+    assert statuses(store) == {r.id: "queued"}
+    [again] = await queue.claim("w", 1)
+    assert again.attempt == 1
+    assert audit(store, r.id)[2] == ("running", "queued", "w")
+
+
+async def test_lease_expiry_reclaims(queue: Queue, store: Store, clock: FakeClock) -> None:
+    [r] = await queue.submit([spec()])
+    await queue.claim("dead-worker", 1)
+    assert await queue.reap_expired() == 0
+    clock.advance(31)
+    assert await queue.reap_expired() == 1
+    [again] = await queue.claim("w2", 1)
+    assert again.id == r.id and again.attempt == 2
+    history = (await queue.get(r.id))["attempt_history"]
+    assert history[0]["error"] == "lease expired"
+
+
+async def test_renew_keeps_the_lease(queue: Queue, clock: FakeClock) -> None:
+    [r] = await queue.submit([spec()])
+    await queue.claim("w", 1)
+    clock.advance(20)
+    await queue.renew("w", [r.id])
+    clock.advance(20)
+    assert await queue.reap_expired() == 0
+
+
+async def test_lease_expiry_when_exhausted_dead_letters(
+    queue: Queue, store: Store, clock: FakeClock
+) -> None:
+    [r] = await queue.submit([spec()])
+    for _ in range(4):
+        assert await queue.claim("w", 1)
+        clock.advance(31)
+        await queue.reap_expired()
+    assert statuses(store) == {r.id: "dead_lettered"}
+    assert (await queue.get(r.id))["error"] == "lease expired"
+
+
+async def test_paused_excluded_and_half_open_platforms(
+    queue: Queue, store: Store, clock: FakeClock
+) -> None:
+    await queue.submit([spec(data={"i": i}) for i in range(3)])
+    assert await queue.claim("w", 5, exclude=frozenset({"echo"})) == []
+    first = await queue.claim("w", 5, only_one=frozenset({"echo"}))
+    assert len(first) == 1
+    assert await queue.claim("w", 5, only_one=frozenset({"echo"})) == []  # probe still running
+    await queue.record([Outcome(first[0].id, "succeeded", clock(), clock(), "w")])
+    assert len(await queue.claim("w", 5, only_one=frozenset({"echo"}))) == 1
+    sql = "INSERT INTO pauses (platform, paused_at, actor) VALUES ('*', 0, 'ops')"
+    store.write_sync(lambda c: c.execute(text(sql)))
+    assert await queue.claim("w", 5) == []
+
+
+async def test_approvals_first_decision_wins(queue: Queue, store: Store) -> None:
+    [r] = await queue.submit([spec(requires_approval=True)], actor="agent")
+    assert r.status == "awaiting_approval"
+    assert await queue.claim("w", 5) == []
+    first, second = await asyncio.gather(
+        queue.decide(r.id, True, "U1", "looks fine"), queue.decide(r.id, False, "U2")
+    )
+    assert first["changed"] and not second["changed"]
+    assert statuses(store) == {r.id: "queued"}
+    assert audit(store, r.id) == [
+        ("received", "awaiting_approval", "agent"),
+        ("awaiting_approval", "queued", "U1"),
+    ]
+    assert [c.id for c in await queue.claim("w", 5)] == [r.id]
+
+
+async def test_routes_requiring_approval(queue: Queue) -> None:
+    share = parse_action({"type": "share", "data": {"file_id": "f"}})
+    [r] = await queue.submit([share])
+    assert r.status == "awaiting_approval"
+
+
+async def test_reject_and_expire_approvals(queue: Queue, store: Store, clock: FakeClock) -> None:
+    [a] = await queue.submit([spec(requires_approval=True)])
+    [b] = await queue.submit([spec(requires_approval=True)])
+    clock.advance(100)
+    rejected = await queue.decide(a.id, False, "U1", "no")
+    assert rejected["status"] == "rejected" and rejected["changed"]
+    [c] = await queue.submit([spec(requires_approval=True)])
+    clock.advance(50)
+    assert sorted(await queue.expire_approvals(older_than=40)) == sorted([b.id, c.id])
+    assert statuses(store) == {a.id: "rejected", b.id: "expired", c.id: "expired"}
+
+
+async def test_outcome_bus_and_wait(queue: Queue, clock: FakeClock) -> None:
+    seen: list[dict[str, Any]] = []
+    unsubscribe = queue.subscribe(seen.append)
+    [r] = await queue.submit([spec()])
+    [c] = await queue.claim("w", 1)
+    await queue.record([Outcome(c.id, "succeeded", clock(), clock(), "w", result={"x": 1})])
+    assert [(v["id"], v["status"], v["result"]) for v in seen] == [(r.id, "succeeded", {"x": 1})]
+    unsubscribe()
+
+
+async def test_wait_for_work_wakes_on_submit(queue: Queue) -> None:
+    await queue.wait_for_work(0)  # consume the first-look wake
+    waiter = asyncio.create_task(queue.wait_for_work(30))
+    await asyncio.sleep(0)
+    await queue.submit([spec()])
+    await asyncio.wait_for(waiter, 5)
+
+
+async def test_wait_for_work_sees_another_process(
+    queue: Queue, settings: Settings, clock: FakeClock
+) -> None:
+    await queue.wait_for_work(0)
+    other = Store(settings.opsbot_database_url)  # a second process's connection to the file
+    waiter = asyncio.create_task(queue.wait_for_work(30))
+    await asyncio.sleep(0.01)
+    Queue(other, settings, clock=clock).submit_sync([spec()])
+    await asyncio.wait_for(waiter, 5)
+    assert len(await queue.claim("w", 5)) == 1
+    other.close()
+
+
+async def test_views_stuck_and_depth(queue: Queue, store: Store, clock: FakeClock) -> None:
+    await queue.submit([spec("high"), spec("low"), spec("low")])
+    await queue.submit([spec(not_before=clock() + 1000)])
+    [running] = await queue.claim("w", 1)
+    clock.advance(700)
+    now = clock()
+    report = store.read_sync(lambda c: depth_by_priority(c, now))
+    assert report["depth"] == {"critical": 0, "high": 0, "normal": 0, "low": 2}
+    assert report["running"] == 1 and report["scheduled"] == 1
+    assert report["oldest_wait_s"] == pytest.approx(700)
+    found = store.read_sync(lambda c: stuck(c, now, 600))
+    kinds = sorted((f["stuck"], f["id"] == running.id) for f in found)
+    assert kinds == [("running", True), ("waiting", False), ("waiting", False)]
+
+
+def test_migrate_runs_steps_and_refuses_newer(settings: Settings) -> None:
+    from bot.store import migrations
+    from bot.store.tables import SCHEMA_VERSION
+
+    store = Store(settings.opsbot_database_url)
+    # Simulate a version-1 file: no claim index, stamped 1.
+    store.write_sync(lambda c: c.execute(text("DROP INDEX ix_actions_claim")))
+    store.write_sync(
+        lambda c: c.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    )
+    store.close()
+    upgraded = Store(settings.opsbot_database_url)
+    assert upgraded.schema_version == SCHEMA_VERSION
+    names = upgraded.read_sync(
+        lambda c: (
+            c.execute(text("SELECT name FROM sqlite_master WHERE type='index'")).scalars().all()
+        )
+    )
+    assert "ix_actions_claim" in names
+    upgraded.write_sync(
+        lambda c: c.execute(text("UPDATE meta SET value = '99' WHERE key = 'schema_version'"))
+    )
+    with pytest.raises(RuntimeError, match="newer than this opsbot"):
+        upgraded.write_sync(migrations.migrate)
+    upgraded.close()
