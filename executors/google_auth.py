@@ -170,7 +170,7 @@ class TokenSource:
     ) -> None:
         self._credentials = credentials
         self._platform = platform
-        self._request = TimeoutRequest(timeout)
+        self.request = TimeoutRequest(timeout)
         self._lock = asyncio.Lock()
 
     async def token(self) -> str:
@@ -186,12 +186,12 @@ class TokenSource:
 
     def refresh_blocking(self) -> None:
         try:
-            self._credentials.refresh(self._request)  # type: ignore[no-untyped-call]
+            self._credentials.refresh(self.request)  # type: ignore[no-untyped-call]
         except google_exceptions.GoogleAuthError as exc:
             raise refresh_error(exc, self._platform) from None
 
     def close(self) -> None:
-        self._request.session.close()
+        self.request.session.close()
 
 
 def refresh_error(exc: Exception, platform: str) -> ExecutorError:

@@ -39,7 +39,7 @@ from executors.google_auth import (
     TOKEN_TIMEOUT,
     RedirectAdapter,
     ServiceAccountCredentials,
-    TimeoutRequest,
+    TokenSource,
     google_error,
     load_credentials,
     refresh_error,
@@ -66,7 +66,9 @@ class SheetsExecutor:
         self._throttle = throttle
         self._timeout = timeout
         # Token requests: their own session, bounded like every other call.
-        self._auth_request = TimeoutRequest(min(timeout, TOKEN_TIMEOUT))
+        self._tokens = TokenSource(
+            credentials, platform=PLATFORM, timeout=min(timeout, TOKEN_TIMEOUT)
+        )
         self._gspread: gspread.Client | None = None
 
     @property
@@ -210,7 +212,7 @@ class SheetsExecutor:
                 )
                 detail = f"spreadsheet {meta.get('properties', {}).get('title', sheet_id)!r}"
             else:
-                await self._run(lambda c: self._credentials.refresh(self._auth_request))  # type: ignore[no-untyped-call]
+                await self._tokens.token()
                 detail = "credentials ok; no SHEETS_SPREADSHEET_ID to probe"
         except ExecutorError as exc:
             return CheckResult(PLATFORM, False, f"{exc.kind}: {exc.message}")
@@ -220,7 +222,7 @@ class SheetsExecutor:
         if self._gspread is not None:
             await asyncio.to_thread(self._gspread.http_client.session.close)
             self._gspread = None
-        await asyncio.to_thread(self._auth_request.session.close)
+        await asyncio.to_thread(self._tokens.close)
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -236,11 +238,14 @@ class SheetsExecutor:
 
     async def _run(self, call: Callable[[gspread.Client], T]) -> T:
         client = self._client()
+        # Refresh here, one at a time, so concurrent calls do not each fetch a token in their
+        # thread (google-auth does not serialise refreshes).
+        await self._tokens.token()
         try:
             return await asyncio.to_thread(call, client)
         except gspread.exceptions.APIError as exc:
             if exc.response.status_code == 401:
-                self._credentials.token = None  # a fresh token on the next attempt
+                self._tokens.invalidate()  # a fresh token on the next attempt
             raise google_error(
                 exc.response.status_code, _payload(exc), exc.response.headers, PLATFORM
             ) from None
@@ -255,7 +260,7 @@ class SheetsExecutor:
             session = AuthorizedSession(  # type: ignore[no-untyped-call]
                 self._credentials,
                 refresh_status_codes=(),
-                auth_request=self._auth_request,
+                auth_request=self._tokens.request,
             )
             wait = blocking_throttle(self._throttle, asyncio.get_running_loop())
             adapter = RedirectAdapter(

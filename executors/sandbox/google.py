@@ -60,6 +60,7 @@ class GoogleTokenStandIn(StandIn):
     ) -> None:
         super().__init__(state_file=state_file, port=port)
         self._lifetime = token_lifetime
+        self._certs: dict[str, str] = {}  # private_key_id -> public key PEM
 
     def initial_state(self) -> dict[str, Any]:
         return {"keys": {}, "tokens": {}}
@@ -121,7 +122,12 @@ class GoogleTokenStandIn(StandIn):
         return web.json_response(body)
 
     def _verify(self, assertion: str) -> dict[str, Any] | None:
-        certs = {kid: public_pem(key["private_key"]) for kid, key in self.state["keys"].items()}
+        # Public halves are derived once per key: loading an RSA private key is slow, and the
+        # stand-in shares its loop with the code under test.
+        for kid, key in self.state["keys"].items():
+            if kid not in self._certs:
+                self._certs[kid] = public_pem(key["private_key"])
+        certs = {kid: self._certs[kid] for kid in self.state["keys"]}
         try:
             claims: dict[str, Any] = jwt.decode(  # type: ignore[no-untyped-call]
                 assertion, certs=certs

@@ -6,6 +6,7 @@ Google token stand-in named by the generated key's token_uri.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings, load_settings
+from bot.flow.ratelimit import SlidingWindowLimiter
 from executors.base import (
     JSON,
     AuthError,
@@ -294,3 +296,23 @@ def test_google_errors_map_to_the_shared_types(
     assert mapped.platform == "sheets" and mapped.status == status
     if headers:
         assert getattr(mapped, "retry_after", None) == 3.0
+
+
+async def test_concurrent_appends_through_the_limiter_never_exceed_the_stand_in_limit(
+    tokens: GoogleTokenStandIn,
+) -> None:
+    # The throttle runs on the loop while gspread waits in its worker thread (blocking_throttle).
+    server = SheetsStandIn(tokens, rate_limit=(4, 0.5))
+    async with server:
+        # The margin covers the spread between grant and arrival (a new connection costs ms).
+        limiter = SlidingWindowLimiter(4, 0.5, margin=0.1)
+        executor = _executor(_settings(tokens, server), CountingThrottle())
+        executor._throttle = limiter.acquire
+        try:
+            await asyncio.gather(
+                *(executor.operations["append_row"]({"values": [[i]]}) for i in range(10))
+            )
+        finally:
+            await executor.aclose()
+        assert server.stats.rate_limited == 0
+        assert sorted(row[0] for row in server.rows("Sheet1")) == list(range(10))
