@@ -271,3 +271,11 @@ async def test_approvals_expire_after_the_timeout(settings: Any, slack: SlackSta
         await bot.card(action_id)
         await slack.wait_for(lambda: "Expired" in str(slack.messages("approvals")[0]))
         assert (await runtime.queue.get(action_id))["status"] == "expired"
+
+
+async def test_details_opens_a_modal_with_the_full_action(bot: Bot) -> None:
+    action_id = await bot.submit(requested_by="api", data={"n": 1, "secret_plan": "x"})
+    card = await bot.card(action_id)
+    await bot.slack.click("approvals", card["ts"], blocks.DETAILS, action_id, user=DAVE)
+    opened = await bot.slack.wait_call("views.open")
+    assert "secret_plan" in str(opened["view"]["blocks"]) and action_id in str(opened["view"])
