@@ -82,12 +82,14 @@ class WorkerPool:
         self._recorder: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
         self.executed = 0
+        # Called on the loop with (platform, from, to, at) for every breaker transition, within
+        # about a second (alerts: "circuit opened"). Add before start().
+        self.circuit_listeners: list[Callable[[str, str, str, float], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.store is not None:
-            await self.store.write(self.breakers.sync)
+        await self._sync_circuits()
         self._recorder = asyncio.create_task(self._record_loop(), name="opsbot-recorder")
         self._workers = [
             asyncio.create_task(self._work_loop(i), name=f"opsbot-worker-{i}")
@@ -123,8 +125,7 @@ class WorkerPool:
         if leftover:
             await self.queue.release(self.owner, leftover)
             self._held.clear()
-        if self.store is not None:
-            await self.store.write(self.breakers.sync)
+        await self._sync_circuits()
 
     async def run_until_drained(self) -> None:
         """Start, run until nothing is left to run, stop."""
@@ -297,10 +298,19 @@ class WorkerPool:
                 if self._held:
                     await self.queue.renew(self.owner, list(self._held))
                 await self.queue.reap_expired()
-                if self.store is not None:
-                    await self.store.write(self.breakers.sync)
+                await self._sync_circuits()
             except Exception:
                 log.exception("housekeeping failed; will try again")
+
+    async def _sync_circuits(self) -> None:
+        if self.store is None:
+            return
+        for move in await self.breakers.sync_async(self.store, actor=self.owner):
+            for listener in self.circuit_listeners:
+                try:
+                    listener(*move)
+                except Exception:
+                    log.exception("circuit listener failed")
 
     async def _work_left(self) -> bool:
         if self._held or self._outcomes:

@@ -10,9 +10,10 @@ validation error (400/404, PermanentError) is about one action's data: it proves
 answers, so it neither counts nor resets the streak. A 429 (RateLimited) does not count either:
 the platform is healthy, the rate limiter waits out its Retry-After.
 
-Persistence: `Breakers.sync(conn)` writes local changes and adopts rows changed by another process
-(an operator's `opsbot circuit reset`), detected by the row's updated_at differing from the value
-this process last saw. The row wins: an operator's reset beats a failure counted meanwhile.
+Persistence: `Breakers.sync_async(store)` (each second, from the worker pool) adopts rows changed
+by another process (an operator's `opsbot circuit reset`), detected by the row's updated_at
+differing from the value this process last saw, then writes local changes only over a row that
+is still as last seen. The row wins: an operator's reset beats a failure counted meanwhile.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from bot.store.audit import audit_row, write_audit
+from bot.store.engine import Store
 from bot.store.tables import CircuitRow
 from executors.base import AuthError, ExecutorError, PermanentError, RateLimited
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+Move = tuple[str, str, str, float]  # platform, from state, to state, at
+Changes = tuple[list[tuple[dict[str, Any], "float | None"]], list[Move]]
 _CIRCUITS = CircuitRow.__table__  # type: ignore[attr-defined]
 Clock = Callable[[], float]
 
@@ -203,25 +207,57 @@ class Breakers:
     def snapshots(self) -> list[dict[str, Any]]:
         return [b.snapshot() for b in self._breakers.values()]
 
-    def sync(self, conn: Connection, actor: str = "worker") -> None:
-        """Adopt rows changed elsewhere, then persist local changes with their audit rows."""
-        rows = {row["platform"]: row for row in load_circuits(conn)}
-        audits: list[dict[str, Any]] = []
-        for platform, row in rows.items():
-            breaker = self.get(platform)
+    def adopt(self, rows: list[dict[str, Any]]) -> None:
+        """Take over rows changed by another process since this one last saw them."""
+        for row in rows:
+            platform = row["platform"]
             if self._seen.get(platform) != row["updated_at"]:
+                breaker = self.get(platform)
                 breaker.restore(row)
                 breaker.transitions.clear()
                 self._seen[platform] = row["updated_at"]
+
+    def changes(self) -> Changes:
+        """Local changes to persist: (snapshot, updated_at the row should still have) pairs,
+        and the transitions since the last call as (platform, from, to, at)."""
+        saves: list[tuple[dict[str, Any], float | None]] = []
+        moves: list[Move] = []
         for breaker in self._breakers.values():
             breaker.state  # noqa: B018 - applies a due OPEN -> HALF_OPEN before saving
-            for from_state, to_state, at in breaker.transitions:
-                audits.append(_circuit_audit(breaker.platform, from_state, to_state, at, actor))
+            moves += [(breaker.platform, *move) for move in breaker.transitions]
             breaker.transitions.clear()
             if self._seen.get(breaker.platform) != breaker.updated_at:
-                save(conn, breaker.snapshot())
+                saves.append((breaker.snapshot(), self._seen.get(breaker.platform)))
                 self._seen[breaker.platform] = breaker.updated_at
-        write_audit(conn, audits)
+        return saves, moves
+
+    def sync(self, conn: Connection, actor: str = "worker") -> list[Move]:
+        """Adopt, then persist, in one transaction (start-up, tests, single-threaded callers)."""
+        self.adopt(load_circuits(conn))
+        saves, moves = self.changes()
+        persist(conn, saves, moves, actor)
+        return moves
+
+    async def sync_async(self, store: Store, actor: str = "worker") -> list[Move]:
+        """The same from the event loop: state is only touched on the loop, SQL on threads."""
+        self.adopt(await store.read(load_circuits))
+        saves, moves = self.changes()
+        if saves or moves:
+            await store.write(lambda conn: persist(conn, saves, moves, actor))
+        return moves
+
+
+def persist(
+    conn: Connection,
+    saves: list[tuple[dict[str, Any], float | None]],
+    moves: list[Move],
+    actor: str,
+) -> None:
+    """Write snapshots unless another process changed the row meanwhile (its change wins and
+    is adopted at the next sync), with one audit row per transition."""
+    for snapshot, expected in saves:
+        save(conn, snapshot, expected)
+    write_audit(conn, [_circuit_audit(p, a, b, at, actor) for p, a, b, at in moves])
 
 
 def load_circuits(conn: Connection) -> list[dict[str, Any]]:
@@ -229,15 +265,19 @@ def load_circuits(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in rows]
 
 
-def save(conn: Connection, snapshot: dict[str, Any]) -> None:
-    """Upsert one breaker's row (portable: UPDATE, then INSERT when no row was there)."""
+def save(conn: Connection, snapshot: dict[str, Any], expected: float | None = None) -> bool:
+    """Upsert one breaker's row (portable: UPDATE, then INSERT when no row was there). With
+    `expected`, only a row whose updated_at still equals it is overwritten. True if written."""
     values = {k: snapshot[k] for k in snapshot if k in _CIRCUITS.c}
-    platform = values["platform"]
-    changed = conn.execute(
-        update(_CIRCUITS).where(_CIRCUITS.c.platform == platform).values(**values)
-    ).rowcount
-    if not changed:
+    where = [_CIRCUITS.c.platform == values["platform"]]
+    if expected is not None:
+        where.append(_CIRCUITS.c.updated_at == expected)
+    if conn.execute(update(_CIRCUITS).where(*where).values(**values)).rowcount:
+        return True
+    exists = conn.execute(select(_CIRCUITS.c.platform).where(where[0])).first()
+    if exists is None:
         conn.execute(insert(_CIRCUITS).values(**values))
+    return exists is None
 
 
 def reset_circuit(conn: Connection, platform: str, now: float, actor: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from bot.flow.breaker import (
     Breakers,
     CircuitBreaker,
     load_circuits,
+    persist,
     reset_circuit,
 )
 from bot.store.engine import Store
@@ -136,4 +137,25 @@ def test_open_survives_restart_and_external_reset_is_adopted(tmp_path: Path) -> 
     moves = [(a["entity_id"], a["from_status"], a["to_status"], a["actor"]) for a in audits]
     assert ("notion", CLOSED, OPEN, "worker") in moves
     assert ("notion", OPEN, CLOSED, "cli:alice") in moves
+    store.close()
+
+
+async def test_operator_reset_between_read_and_write_wins(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    clock = Clock()
+    breakers = Breakers(["notion"], clock=clock)
+    await breakers.sync_async(store)
+    clock.now += 1
+    breakers.adopt(await store.read(load_circuits))
+    for _ in range(5):
+        breakers.get("notion").record_failure(RetryableError("503"))
+    saves, moves = breakers.changes()
+    clock.now += 1
+    await store.write(lambda conn: reset_circuit(conn, "notion", clock.now, "cli:bob"))
+    await store.write(lambda conn: persist(conn, saves, moves, "worker"))  # lost the race
+    await breakers.sync_async(store)
+    assert breakers.get("notion").state == CLOSED
+    assert {r["platform"]: r["state"] for r in await store.read(load_circuits)} == {
+        "notion": CLOSED
+    }
     store.close()
