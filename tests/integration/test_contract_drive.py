@@ -7,6 +7,7 @@ stand-in, so google-auth's own token request is exercised too.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +19,11 @@ from executors.base import JSON, AuthError, PermanentError, PlatformDisabled
 from executors.drive import DriveExecutor, build
 from executors.google_auth import DRIVE_SCOPES, TokenSource, load_credentials
 from executors.sandbox.drive import FOLDER_MIME, SANDBOX_FOLDER_ID, DriveStandIn
-from executors.sandbox.google import GoogleTokenStandIn, start_google_standins
+from executors.sandbox.google import (
+    GoogleTokenStandIn,
+    make_service_account_key,
+    start_google_standins,
+)
 from executors.sheets import build as build_sheets
 from tests.integration.contract import (
     SLOW_TIMEOUT,
@@ -33,10 +38,20 @@ __all__ = ["pytest_generate_tests"]
 RESULT = ("file_id", "web_view_link")
 
 
+@functools.cache
+def _shared_key() -> JSON:
+    """One RSA key for the module: generating one takes a few hundred milliseconds."""
+    return make_service_account_key("http://127.0.0.1:9/token")
+
+
+def _key(tokens: GoogleTokenStandIn) -> JSON:
+    return tokens.add_key(_shared_key())
+
+
 def _settings(tokens: GoogleTokenStandIn, drive: DriveStandIn, **extra: Any) -> Settings:
     return load_settings(
         _env_file=None,
-        google_service_account_key=json.dumps(tokens.service_account_key()),
+        google_service_account_key=json.dumps(_key(tokens)),
         google_drive_api_url=drive.base_url,
         drive_folder_id=SANDBOX_FOLDER_ID,
         drive_share_with="team@example.com",
@@ -230,7 +245,7 @@ async def test_401_forgets_the_token_and_the_next_attempt_gets_a_new_one(
 async def test_a_key_the_token_endpoint_does_not_know_is_an_auth_error(
     tokens: GoogleTokenStandIn, drive: DriveStandIn
 ) -> None:
-    key = tokens.service_account_key()
+    key = _key(tokens)
     other = GoogleTokenStandIn()
     async with other:
         stranger = {**other.service_account_key(), "token_uri": key["token_uri"]}
@@ -295,7 +310,7 @@ async def test_build_reads_a_key_file(
     tokens: GoogleTokenStandIn, drive: DriveStandIn, tmp_path: Any
 ) -> None:
     path = tmp_path / "key.json"
-    path.write_text(json.dumps(tokens.service_account_key()))
+    path.write_text(json.dumps(_key(tokens)))
     settings = _settings(tokens, drive).model_copy(update={"google_service_account_key": str(path)})
     executor = build(settings, CountingThrottle())
     try:

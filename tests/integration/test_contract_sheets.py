@@ -7,6 +7,7 @@ Google token stand-in named by the generated key's token_uri.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +25,7 @@ from executors.base import (
     RetryableError,
 )
 from executors.google_auth import SHEETS_SCOPES, google_error, load_credentials
-from executors.sandbox.google import GoogleTokenStandIn
+from executors.sandbox.google import GoogleTokenStandIn, make_service_account_key
 from executors.sandbox.sheets import LOG_HEADER, SANDBOX_SPREADSHEET_ID, SheetsStandIn
 from executors.sheets import SheetsExecutor, build
 from tests.integration.contract import (
@@ -39,10 +40,20 @@ from tests.integration.contract import (
 __all__ = ["pytest_generate_tests"]
 
 
+@functools.cache
+def _shared_key() -> JSON:
+    """One RSA key for the module: generating one takes a few hundred milliseconds."""
+    return make_service_account_key("http://127.0.0.1:9/token")
+
+
+def _key(tokens: GoogleTokenStandIn) -> JSON:
+    return tokens.add_key(_shared_key())
+
+
 def _settings(tokens: GoogleTokenStandIn, sheets: SheetsStandIn) -> Settings:
     return load_settings(
         _env_file=None,
-        google_service_account_key=json.dumps(tokens.service_account_key()),
+        google_service_account_key=json.dumps(_key(tokens)),
         google_sheets_api_url=sheets.base_url,
         sheets_spreadsheet_id=SANDBOX_SPREADSHEET_ID,
         sheets_log_sheet="Actions",
