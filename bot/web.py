@@ -23,7 +23,7 @@ from bot import ops
 from bot.actions import ActionInvalid, parse_actions
 from bot.config import Settings
 from bot.metrics import CONTENT_TYPE, Metrics
-from bot.signing import SignatureInvalid, Verifier
+from bot.signing import SIGNATURE_HEADER, SignatureInvalid, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class WebDeps:
     ops: ops.OpsContext
     metrics: Metrics
     health: Callable[[], Awaitable[dict[str, Any]]]
-    runner: Any = None  # workflow runner: start(name, input, ...) / get(run_id)
+    runner: Any = None  # bot.workflows.runner.WorkflowRunner: start_run(...) / state(run_id)
     rate_limits: Callable[[], dict[str, Any]] | None = None  # limiter stats per platform
     verifier: Verifier | None = field(default=None)
 
@@ -173,16 +173,20 @@ class Api:
         raw, bad = await self.body_json(request)
         if bad is not None:
             return bad
-        if not isinstance(raw, dict):
-            return error(400, "body: expected a JSON object with the workflow input")
-        return await self._start_run(request.match_info["name"], raw, actor="api")
+        problem = _run_request_problem(raw)
+        if problem:
+            return error(400, problem)
+        return await self._start_run(
+            request.match_info["name"], raw.get("input") or {}, actor="api",
+            key=raw.get("idempotency_key"), source="http",
+        )  # fmt: skip
 
     async def get_run(self, request: web.Request) -> web.Response:
         if self.d.runner is None:
             return _no_workflows()
         try:
-            return json_response(await self.d.runner.get(request.match_info["id"]))
-        except KeyError:
+            return json_response(await self.d.runner.state(request.match_info["id"]))
+        except KeyError:  # RunNotFound
             return error(404, f"no workflow run {request.match_info['id']!r}")
 
     async def post_hook(self, request: web.Request) -> web.Response:
@@ -202,18 +206,40 @@ class Api:
         except ValueError as exc:
             return error(400, f"malformed JSON: {exc}")
         data = payload if isinstance(payload, dict) else {"payload": payload}
-        return await self._start_run(workflow, data, actor=f"hook:{name}")
+        # Keyed by the signature: one run per signed delivery, even across processes.
+        key = f"hook:{name}:{request.headers.get(SIGNATURE_HEADER)}"
+        return await self._start_run(workflow, data, actor=f"hook:{name}", key=key, source="hook")
 
-    async def _start_run(self, name: str, data: dict[str, Any], actor: str) -> web.Response:
-        if self.d.runner is None:
+    async def _start_run(
+        self, name: str, data: dict[str, Any], *, actor: str, key: str | None, source: str
+    ) -> web.Response:
+        runner = self.d.runner
+        if runner is None:
             return _no_workflows()
-        try:
-            run = await self.d.runner.start(name, data, actor=actor)
-        except KeyError:
+        if name not in getattr(runner, "workflows", {name: None}):
             return error(404, f"no workflow named {name!r}")
-        except ValueError as exc:  # the runner's validation errors are written for people
+        try:
+            run = await runner.start_run(
+                name, data, idempotency_key=key, actor=actor, source=source
+            )
+        except ValueError as exc:  # RunRefused: written for people (missing input, disabled)
             return error(400, str(exc))
-        return json_response(run, 202)
+        return json_response(run, 202)  # a repeat (idempotency key) is 202 with the same run
+
+
+def _run_request_problem(raw: Any) -> str | None:
+    """POST /workflows/{name}/runs takes {"input": {...}, "idempotency_key": "..."}."""
+    if not isinstance(raw, dict):
+        return 'body: expected a JSON object like {"input": {...}}'
+    unknown = sorted(set(raw) - {"input", "idempotency_key"})
+    if unknown:
+        return f"unknown field(s): {', '.join(unknown)} (known: input, idempotency_key)"
+    if not isinstance(raw.get("input", {}), dict):
+        return "input: expected a JSON object"
+    key = raw.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not key.strip()):
+        return "idempotency_key: expected a non-empty string"
+    return None
 
 
 def _no_workflows() -> web.Response:

@@ -19,6 +19,8 @@ from bot.ops import OpsContext
 from bot.signing import SignatureInvalid, Verifier, signed_headers
 from bot.store.engine import Store
 from bot.web import WebDeps, WebService
+from bot.workflows.definitions import Workflow
+from bot.workflows.runner import WorkflowRunner
 from tests.conftest import FakeClock
 
 TOKEN = "api-token-for-tests"
@@ -38,27 +40,14 @@ def settings_overrides() -> dict[str, Any]:
     }
 
 
-class RunnerStandIn:
-    """A workflow runner with the interface the API expects; records the runs it started."""
+RELEASE = Workflow("release", inputs=("version",)).add_step(
+    "build", {"type": "echo", "data": {"version": "{{ input.version }}"}}
+)
 
-    def __init__(self) -> None:
-        self.runs: dict[str, dict[str, Any]] = {}
 
-    async def start(self, name: str, data: dict[str, Any], *, actor: str) -> dict[str, Any]:
-        if name != "release":
-            raise KeyError(name)
-        run = {
-            "run_id": f"run-{len(self.runs) + 1}",
-            "workflow": name,
-            "input": data,
-            "actor": actor,
-            "status": "running",
-        }
-        self.runs[run["run_id"]] = run
-        return run
-
-    async def get(self, run_id: str) -> dict[str, Any]:
-        return self.runs[run_id]
+async def count_runs(store: Store) -> int:
+    return int(await store.read(lambda c: c.exec_driver_sql("SELECT COUNT(*) FROM workflow_runs")
+                                .scalar()))  # fmt: skip
 
 
 def make_deps(
@@ -100,8 +89,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def runner() -> RunnerStandIn:
-    return RunnerStandIn()
+def runner(store: Store, queue: Any, settings: Settings, clock: FakeClock) -> WorkflowRunner:
+    """The real workflow runner (no worker pool: runs start and their first step is queued)."""
+    return WorkflowRunner(store, queue, {"release": RELEASE}, settings, clock)
 
 
 @pytest.fixture
@@ -111,7 +101,7 @@ async def base(
     store: Store,
     queue: Any,
     clock: FakeClock,
-    runner: RunnerStandIn,
+    runner: WorkflowRunner,
 ) -> str:
     url: str = await serve(make_deps(settings, store, queue, clock, runner))
     return url
@@ -291,18 +281,48 @@ async def test_health_is_healthy_then_unhealthy_with_503(
 # -- workflows and hooks ----------------------------------------------------------------------
 
 
-async def test_workflow_runs_start_and_are_visible(
-    http: aiohttp.ClientSession, base: str, runner: RunnerStandIn
+async def test_workflow_runs_start_once_per_key_and_are_visible(
+    http: aiohttp.ClientSession, base: str, store: Store
 ) -> None:
-    status, run = await call(
-        http, "POST", f"{base}/workflows/release/runs", json={"version": "1.2"}, headers=AUTH
-    )
-    assert status == 202 and run["input"] == {"version": "1.2"} and run["actor"] == "api"
-    status, seen = await call(http, "GET", f"{base}/runs/{run['run_id']}")
-    assert status == 200 and seen["workflow"] == "release"
-    assert (await call(http, "GET", f"{base}/runs/run-99"))[0] == 404
-    status, body = await call(http, "POST", f"{base}/workflows/nope/runs", json={}, headers=AUTH)
-    assert status == 404 and "nope" in body["error"]
+    request = {"input": {"version": "1.2"}, "idempotency_key": "release-1.2"}
+    url = f"{base}/workflows/release/runs"
+    status, run = await call(http, "POST", url, json=request, headers=AUTH)
+    assert status == 202 and run["workflow"] == "release" and run["status"] == "running"
+    status, again = await call(http, "POST", url, json=request, headers=AUTH)
+    assert status == 202 and again["id"] == run["id"] and again["duplicate"] is True
+    status, seen = await call(http, "GET", f"{base}/runs/{run['id']}")
+    assert status == 200 and seen["current"] == ["build"]
+    assert await count_runs(store) == 1
+    assert await count_actions(store) == 1  # the first step is in the queue
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/workflows/nope/runs", {}, 404, "no workflow named 'nope'"),
+        ("/workflows/release/runs", {}, 400, "missing input(s): version"),
+        ("/workflows/release/runs", {"version": "1"}, 400, "unknown field(s): version"),
+        ("/workflows/release/runs", {"input": [1]}, 400, "input: expected a JSON object"),
+        ("/workflows/release/runs", [], 400, "expected a JSON object"),
+    ],
+)
+async def test_bad_run_requests_are_refused(
+    http: aiohttp.ClientSession,
+    base: str,
+    store: Store,
+    path: str,
+    body: Any,
+    status: int,
+    message: str,
+) -> None:
+    got, answer = await call(http, "POST", base + path, json=body, headers=AUTH)
+    assert got == status and message in answer["error"]
+    assert await count_runs(store) == 0
+
+
+async def test_unknown_run_is_404(http: aiohttp.ClientSession, base: str) -> None:
+    status, body = await call(http, "GET", f"{base}/runs/run_missing")
+    assert status == 404 and "run_missing" in body["error"]
 
 
 async def test_without_a_runner_workflow_endpoints_answer_501(
@@ -320,15 +340,15 @@ async def test_without_a_runner_workflow_endpoints_answer_501(
 
 
 async def test_signed_hook_starts_its_workflow_once(
-    http: aiohttp.ClientSession, base: str, runner: RunnerStandIn, clock: FakeClock
+    http: aiohttp.ClientSession, base: str, store: Store, clock: FakeClock
 ) -> None:
-    body = json.dumps({"ref": "main"}).encode()
+    body = json.dumps({"version": "2.0"}).encode()
     headers = signed_headers(HOOK_SECRET, body, clock())
     status, run = await call(http, "POST", f"{base}/hooks/deploy", data=body, headers=headers)
-    assert status == 202 and run["input"] == {"ref": "main"} and run["actor"] == "hook:deploy"
+    assert status == 202 and run["workflow"] == "release" and run["input"] == {"version": "2.0"}
     status, refused = await call(http, "POST", f"{base}/hooks/deploy", data=body, headers=headers)
     assert status == 401 and "replayed" in refused["error"]
-    assert len(runner.runs) == 1
+    assert await count_runs(store) == 1
 
 
 @pytest.mark.parametrize(
@@ -342,19 +362,19 @@ async def test_signed_hook_starts_its_workflow_once(
 async def test_badly_signed_hooks_are_refused(
     http: aiohttp.ClientSession,
     base: str,
-    runner: RunnerStandIn,
+    store: Store,
     clock: FakeClock,
     secret: str,
     skew: int,
     tamper: bool,
     reason: str,
 ) -> None:
-    body = b'{"ref": "main"}'
+    body = b'{"version": "3.0"}'
     headers = signed_headers(secret, body, clock() + skew)
-    sent = body.replace(b"main", b"evil") if tamper else body
+    sent = body.replace(b"3.0", b"6.6") if tamper else body
     status, answer = await call(http, "POST", f"{base}/hooks/deploy", data=sent, headers=headers)
     assert status == 401 and reason in answer["error"]
-    assert runner.runs == {}
+    assert await count_runs(store) == 0
 
 
 async def test_unknown_hook_is_404_after_verification(
