@@ -81,7 +81,8 @@ class WorkerPool:
         self._workers: list[asyncio.Task[None]] = []
         self._recorder: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
-        self.executed = 0
+        self.executed = 0  # actions run by this pool (any outcome)
+        self.busy = 0  # worker tasks running an action right now (ops: utilisation)
         # Called on the loop with (platform, from, to, at) for every breaker transition, within
         # about a second (alerts: "circuit opened"). Add before start().
         self.circuit_listeners: list[Callable[[str, str, str, float], None]] = []
@@ -191,7 +192,11 @@ class WorkerPool:
             claimed = await self._ready.get()
             if claimed is None:
                 return
-            outcome = await self._run(claimed, name)
+            self.busy += 1
+            try:
+                outcome = await self._run(claimed, name)
+            finally:
+                self.busy -= 1
             self.executed += 1
             self._pending -= 1
             self._outcomes.append(outcome)
