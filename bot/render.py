@@ -133,14 +133,14 @@ def view_stuck(rows: list[dict[str, Any]]) -> str:
             r["id"],
             r["type"],
             r["platform"],
-            when(r["started_at"]),
-            seconds(r["running_s"]),
+            r["stuck"],
+            seconds(r["for_s"]),
             r["worker"],
             r["attempts"],
         )
         for r in rows
     ]
-    headers = ["id", "type", "platform", "started", "running", "worker", "attempts"]
+    headers = ["id", "type", "platform", "stuck", "for", "worker", "attempts"]
     return table(headers, body, empty="no stuck actions")
 
 
@@ -289,10 +289,21 @@ def view_action(v: dict[str, Any]) -> str:
             a.get("error_kind"),
             a.get("error"),
         )
-        for a in v.get("attempts") or []
+        for a in v.get("attempt_history") or []
     ]
     headers = ["#", "platform", "worker", "started", "outcome", "kind", "error"]
+    history = [
+        (
+            when(h.get("at")),
+            h.get("from_status"),
+            h.get("to_status"),
+            h.get("actor"),
+            h.get("detail"),
+        )
+        for h in v.get("history") or []
+    ]
     parts += ["", "attempts:", table(headers, attempts)]
+    parts += ["", "history:", table(["time", "from", "to", "actor", "detail"], history)]
     return "\n".join(parts)
 
 

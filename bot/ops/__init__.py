@@ -8,6 +8,7 @@ one `store.write` transaction that also writes its audit rows. Mistakes a person
 
 from bot.ops.changes import circuit_reset, clear, pause, resume
 from bot.ops.context import BadInput, NotFound, OpsContext, OpsError, check_platform
+from bot.ops.records import action_show, dlq_list, dlq_purge, dlq_replay, submit
 from bot.ops.views import approvals, circuits, queue_status, recent_errors, status, stuck
 
 __all__ = [
@@ -15,15 +16,20 @@ __all__ = [
     "NotFound",
     "OpsContext",
     "OpsError",
+    "action_show",
     "approvals",
     "check_platform",
     "circuit_reset",
     "circuits",
     "clear",
+    "dlq_list",
+    "dlq_purge",
+    "dlq_replay",
     "pause",
     "queue_status",
     "recent_errors",
     "resume",
     "status",
     "stuck",
+    "submit",
 ]

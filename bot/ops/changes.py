@@ -13,6 +13,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from bot.actions import Status
 from bot.flow.breaker import reset_circuit
 from bot.ops.context import ALL, A, OpsContext, P, check_platform
+from bot.queue import stuck as find_stuck
 from bot.store.audit import audit_row, write_audit
 
 # Statuses `clear` cancels besides stuck running actions.
@@ -64,23 +65,22 @@ def _pause_audit(
 
 
 async def clear(ctx: OpsContext, stuck_only: bool, actor: str) -> dict[str, Any]:
-    """Cancel stuck running actions and, unless `stuck_only`, every waiting one. Audited."""
+    """Cancel stuck actions and, unless `stuck_only`, every waiting one. Audited."""
     now = ctx.clock()
-    cutoff = now - ctx.settings.opsbot_stuck_after
+    after = ctx.settings.opsbot_stuck_after
     reason = f"cleared by {actor}" + (" (stuck)" if stuck_only else "")
 
     def tx(conn: Connection) -> dict[str, Any]:
-        stuck = (A.c.status == Status.RUNNING.value) & (A.c.started_at < cutoff)
-        where = stuck if stuck_only else stuck | A.c.status.in_(CLEARABLE)
-        targets = [(r.id, r.status) for r in conn.execute(select(A.c.id, A.c.status).where(where))]
-        cleared = _cancel(conn, targets, now, reason)
-        write_audit(
-            conn,
-            [
-                audit_row(now, i, s, Status.CANCELLED.value, actor=actor, detail=reason)
-                for i, s in cleared
-            ],
-        )
+        targets = {r["id"]: r["status"] for r in find_stuck(conn, now, after)}
+        if not stuck_only:
+            waiting = conn.execute(select(A.c.id, A.c.status).where(A.c.status.in_(CLEARABLE)))
+            targets.update({row.id: row.status for row in waiting})
+        cleared = _cancel(conn, list(targets.items()), now, reason)
+        audits = [
+            audit_row(now, i, s, Status.CANCELLED.value, actor=actor, detail=reason)
+            for i, s in cleared
+        ]
+        write_audit(conn, audits)
         return {"cleared": len(cleared), "ids": [i for i, _ in cleared], "stuck_only": stuck_only}
 
     return await ctx.store.write(tx)

@@ -50,6 +50,8 @@ async def dlq_replay(ctx: OpsContext, ids: list[str] | None, actor: str) -> dict
     now = ctx.clock()
     count = await ctx.store.write(lambda conn: deadletters.replay(conn, ids, now, actor))
     _check_found(ids, count, "replayed")
+    if ctx.queue is not None and count:
+        ctx.queue.wake()  # in-process workers start at once; others see the commit
     return {"replayed": count, "ids": ids}
 
 

@@ -10,10 +10,11 @@ from sqlalchemy import Connection, func, select
 from bot.actions import Status
 from bot.flow.breaker import CLOSED, HALF_OPEN, OPEN, load_circuits
 from bot.ops.context import A, BadInput, OpsContext, P, T, check_platform
-from bot.routing import PLATFORMS, Priority
+from bot.queue import depth_by_priority
+from bot.queue import stuck as find_stuck
+from bot.routing import PLATFORMS
 
 SUCCESS_WINDOW_S = 900.0  # "success rate over 15 minutes" (issue 4 point 5)
-WAITING = (Status.QUEUED.value, Status.RETRY_SCHEDULED.value)
 
 
 async def status(ctx: OpsContext) -> dict[str, Any]:
@@ -72,87 +73,36 @@ def _platforms(ctx: OpsContext) -> list[dict[str, Any]] | None:
 async def queue_status(ctx: OpsContext) -> dict[str, Any]:
     """Depth per priority, oldest and average wait of due actions, worker utilisation."""
     now = ctx.clock()
-    due, later, running = await ctx.store.read(lambda conn: _depth(conn, now))
-    by_priority = {p.value: 0 for p in Priority}
-    oldest: float | None = None
-    total_wait = 0.0
-    for priority, count, first, wait_sum in due:
-        by_priority[priority] = int(count)
-        oldest = first if oldest is None else min(oldest, first)
-        total_wait += float(wait_sum or 0.0)
-    depth = sum(by_priority.values())
-    workers, busy, source = _utilisation(ctx, running)
+    depth = await ctx.store.read(lambda conn: depth_by_priority(conn, now))
+    workers, busy, source = _utilisation(ctx, depth["running"])
     return {
-        "total_queued": depth + later,
-        "due": depth,
-        "delayed": later,
-        "by_priority": by_priority,
-        "oldest_wait_s": round(now - oldest, 3) if oldest is not None else None,
-        "avg_wait_s": round(total_wait / depth, 3) if depth else None,
-        "running": running,
+        "total_queued": depth["due"] + depth["scheduled"],
+        "due": depth["due"],
+        "delayed": depth["scheduled"],
+        "by_priority": depth["depth"],
+        "oldest_wait_s": round(depth["oldest_wait_s"], 3),
+        "avg_wait_s": round(depth["avg_wait_s"], 3),
+        "running": depth["running"],
+        "awaiting_approval": depth["awaiting_approval"],
         "workers": workers,
-        "worker_utilization": round(busy / workers, 3) if workers else None,
+        "worker_utilization": round(busy / workers, 3),
         "utilization_source": source,
     }
-
-
-def _depth(conn: Connection, now: float) -> tuple[list[Any], int, int]:
-    waited = now - func.coalesce(A.c.queued_at, A.c.created_at)
-    due = conn.execute(
-        select(
-            A.c.priority,
-            func.count(),
-            func.min(func.coalesce(A.c.queued_at, A.c.created_at)),
-            func.sum(waited),
-        )
-        .where(A.c.status == Status.QUEUED.value, A.c.available_at <= now)
-        .group_by(A.c.priority)
-    ).all()
-    later = conn.execute(
-        select(func.count()).where(
-            A.c.status.in_(WAITING),
-            (A.c.available_at > now) | (A.c.status == Status.RETRY_SCHEDULED.value),
-        )
-    ).scalar_one()
-    running = conn.execute(
-        select(func.count()).where(A.c.status == Status.RUNNING.value)
-    ).scalar_one()
-    return list(due), int(later), int(running)
 
 
 def _utilisation(ctx: OpsContext, running: int) -> tuple[int, int, str]:
     """(workers, busy, where the figure comes from): the live pool when there is one."""
     pool = ctx.pool
-    if pool is not None and hasattr(pool, "busy") and hasattr(pool, "size"):
-        return int(pool.size), int(pool.busy), "pool"
+    if pool is not None and hasattr(pool, "busy"):
+        return int(pool.workers), int(pool.busy), "pool"
     return ctx.settings.queue_workers, running, "running/QUEUE_WORKERS"
 
 
 async def stuck(ctx: OpsContext) -> list[dict[str, Any]]:
-    """Actions running longer than OPSBOT_STUCK_AFTER seconds."""
-    cutoff = ctx.clock() - ctx.settings.opsbot_stuck_after
-    rows = await ctx.store.read(lambda conn: _stuck_rows(conn, cutoff))
+    """Running longer than OPSBOT_STUCK_AFTER, or due and unclaimed that long. Longest first."""
     now = ctx.clock()
-    return [{**row, "running_s": round(now - (row["started_at"] or now), 1)} for row in rows]
-
-
-def _stuck_rows(conn: Connection, cutoff: float) -> list[dict[str, Any]]:
-    query = (
-        select(
-            A.c.id,
-            A.c.type,
-            A.c.platform,
-            A.c.priority,
-            A.c.status,
-            A.c.started_at,
-            A.c.worker,
-            A.c.lease_owner,
-            A.c.attempts,
-        )
-        .where(A.c.status == Status.RUNNING.value, A.c.started_at < cutoff)
-        .order_by(A.c.started_at)
-    )
-    return [dict(row._mapping) for row in conn.execute(query)]
+    after = ctx.settings.opsbot_stuck_after
+    return await ctx.store.read(lambda conn: find_stuck(conn, now, after))
 
 
 async def circuits(ctx: OpsContext, platform: str | None = None) -> list[dict[str, Any]]:

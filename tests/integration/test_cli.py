@@ -195,7 +195,7 @@ def test_process_submit_then_worker_drain(
     [
         (["frobnicate"], 2, "No such command"),
         (["pause", "jira"], 2, "unknown platform"),
-        (["circuit", "reset"], 2, "PLATFORM"),
+        (["circuit", "reset"], 2, "Missing argument 'platform'"),
     ],
 )
 def test_process_errors_are_one_line(

@@ -81,8 +81,10 @@ async def test_queue_status_depth_waits_and_utilisation(
     ctx: ops.OpsContext, store: Store, clock: FakeClock
 ) -> None:
     now = clock()
-    add_action(store, now, "c", "queued", priority="critical", priority_rank=0, queued_at=now - 30)
-    add_action(store, now, "n", "queued", queued_at=now - 10)
+    add_action(
+        store, now, "c", "queued", priority="critical", priority_rank=0, available_at=now - 30
+    )
+    add_action(store, now, "n", "queued", available_at=now - 10)
     add_action(store, now, "later", "queued", available_at=now + 60)
     add_action(store, now, "r", "running", started_at=now - 1)
     result = await ops.queue_status(ctx)
@@ -128,7 +130,7 @@ async def test_clear_cancels_stuck_only_or_everything(
     add_action(store, now, "waiting", "queued")
     add_action(store, now, "done", "succeeded")
     stuck = await ops.stuck(ctx)
-    assert [r["id"] for r in stuck] == ["old"] and stuck[0]["running_s"] == 3600
+    assert [r["id"] for r in stuck] == ["old"] and stuck[0]["for_s"] == 3600
 
     result = await ops.clear(ctx, stuck_only=True, actor="cli:alice")
     assert result["cleared"] == 1 and result["ids"] == ["old"]
