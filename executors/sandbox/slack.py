@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
+from executors.sandbox import slack_socket as envelopes
+from executors.sandbox.slack_socket import TEAM_ID, SocketModeServer
 from executors.sandbox.standin import StandIn, retry_headers
 
 JSON = dict[str, Any]
@@ -26,7 +28,6 @@ Call = JSON  # {"method": str, "params": dict, "at": float}
 
 BOT_TOKEN = "xoxb-sandbox-bot-token"
 APP_TOKEN = "xapp-sandbox-app-token"
-TEAM_ID = "T0SANDBOX"
 BOT_USER_ID = "U0OPSBOT"
 DEFAULT_CHANNELS = ("approvals", "errors", "operations", "general")
 DEFAULT_USERS = {"U0ALICE": "alice", "U0BOB": "bob", "U0CAROL": "carol"}
@@ -62,10 +63,7 @@ class SlackStandIn(StandIn):
         super().__init__(rate_limit=rate_limit, state_file=state_file, port=port)
         self.bot_token, self.app_token = bot_token, app_token
         self.calls: list[Call] = []
-        self.acks: dict[str, JSON] = {}
-        self._sockets: list[web.WebSocketResponse] = []
-        self._tickets: set[str] = set()
-        self._ack_waiters: dict[str, asyncio.Future[JSON]] = {}
+        self.socket = SocketModeServer(self._changed_now, self.wait_for)
         self._changed = asyncio.Event()
         self._call_listeners: list[Callable[[Call], None]] = []
 
@@ -114,7 +112,7 @@ class SlackStandIn(StandIn):
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/api/{method}", self._web_api)
         app.router.add_post("/respond/{channel}/{user}", self._response_url)
-        app.router.add_get("/socket/{ticket}", self._socket)
+        app.router.add_get("/socket/{ticket}", self.socket.handle)
 
     def authorize(self, request: web.Request) -> bool:
         """Web API calls need the bot token (the app token for apps.connections.open);
@@ -137,8 +135,7 @@ class SlackStandIn(StandIn):
         return web.json_response(body, status=http_status, headers=retry_headers(retry_after))
 
     async def stop(self) -> None:
-        for ws in list(self._sockets):
-            await ws.close()
+        await self.socket.drop()
         await super().stop()
 
     # -- observation -------------------------------------------------------------------------
@@ -178,6 +175,10 @@ class SlackStandIn(StandIn):
 
     def messages(self, channel: str) -> list[JSON]:
         return [m for m in self._channel(channel)["messages"] if not m.get("deleted")]
+
+    def _changed_now(self) -> None:
+        """Wake `wait_for`: something a test may be waiting on happened."""
+        self._changed.set()
 
     def _log_call(self, method: str, params: JSON) -> None:
         call = {"method": method, "params": params, "at": time.time()}
@@ -241,9 +242,7 @@ class SlackStandIn(StandIn):
         }
 
     def m_apps_connections_open(self, p: JSON) -> JSON:
-        ticket = uuid.uuid4().hex
-        self._tickets.add(ticket)
-        return {"url": self.base_url.replace("http", "ws", 1) + f"/socket/{ticket}"}
+        return {"url": self.socket.issue(self.base_url)}
 
     def m_chat_postMessage(self, p: JSON) -> JSON:
         channel = self._channel(p.get("channel"))
@@ -351,161 +350,45 @@ class SlackStandIn(StandIn):
     def response_url(self, channel: str, user: str) -> str:
         return f"{self.base_url}/respond/{channel}/{user}"
 
-    # -- Socket Mode ---------------------------------------------------------------------------
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
-        ticket = request.match_info["ticket"]
-        if ticket not in self._tickets:
-            raise web.HTTPUnauthorized()
-        ws = web.WebSocketResponse(autoping=True)
-        await ws.prepare(request)
-        self._sockets.append(ws)
-        await ws.send_json(
-            {
-                "type": "hello",
-                "num_connections": len(self._sockets),
-                "connection_info": {"app_id": "A0OPSBOT"},
-                "debug_info": {"host": "sandbox", "approximate_connection_time": 3600},
-            }
-        )
-        self._changed.set()
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    self._on_ack(json.loads(msg.data))
-        finally:
-            self._sockets.remove(ws)
-        return ws
-
-    def _on_ack(self, ack: JSON) -> None:
-        envelope_id = ack.get("envelope_id")
-        if not envelope_id:
-            return
-        self.acks[envelope_id] = ack
-        waiter = self._ack_waiters.pop(envelope_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(ack)
-        self._changed.set()
-
+    # -- Socket Mode: tests and the sandbox page act as the people clicking -------------------
     @property
     def connected(self) -> int:
-        return sum(1 for ws in self._sockets if not ws.closed)
-
-    async def push(self, kind: str, payload: JSON, within: float = 5.0) -> asyncio.Future[JSON]:
-        """Send one envelope to the newest connection; the future resolves with its ack."""
-        await self.wait_for(lambda: self.connected, within)
-        envelope_id = str(uuid.uuid4())
-        waiter: asyncio.Future[JSON] = asyncio.get_running_loop().create_future()
-        self._ack_waiters[envelope_id] = waiter
-        envelope = {
-            "envelope_id": envelope_id,
-            "type": kind,
-            "payload": payload,
-            "accepts_response_payload": kind != "events_api",
-            "retry_attempt": 0,
-        }
-        live = [ws for ws in self._sockets if not ws.closed]
-        await live[-1].send_json(envelope)
-        return waiter
+        return self.socket.connected
 
     async def drop_sockets(self) -> None:
         """Close every connection from the server side (a network blip)."""
-        for ws in list(self._sockets):
-            await ws.close()
+        await self.socket.drop()
 
-    # Envelope builders: what Slack sends for each kind of user gesture.
+    def _user(self, uid: str) -> JSON:
+        return self.users.get(uid) or {"id": uid, "name": uid}
+
     async def slash_command(
         self, text: str, *, user: str = "U0ALICE", channel: str = "general", command: str = "/ops"
     ) -> asyncio.Future[JSON]:
-        cid = self._channel(channel)["id"]
-        return await self.push(
-            "slash_commands",
-            {
-                "token": "sandbox",
-                "team_id": TEAM_ID,
-                "team_domain": "sandbox",
-                "channel_id": cid,
-                "channel_name": self.channels[cid]["name"],
-                "user_id": user,
-                "user_name": self.users.get(user, {}).get("name", user),
-                "command": command,
-                "text": text,
-                "api_app_id": "A0OPSBOT",
-                "trigger_id": uuid.uuid4().hex,
-                "response_url": self.response_url(cid, user),
-            },
-        )
+        ch = self._channel(channel)
+        url = self.response_url(ch["id"], user)
+        payload = envelopes.slash_command(command, text, self._user(user), ch, url)
+        return await self.socket.push("slash_commands", payload)
 
     async def click(
         self, channel: str, ts: str, action_id: str, value: str, *, user: str = "U0ALICE"
     ) -> asyncio.Future[JSON]:
-        """A button click on message `ts` (a block_actions interactive envelope)."""
+        """A button click on message `ts` of `channel`."""
         ch = self._channel(channel)
+        url = self.response_url(ch["id"], user)
         message = self._message(ch, ts)
-        return await self.push(
-            "interactive",
-            {
-                "type": "block_actions",
-                "user": {
-                    "id": user,
-                    "team_id": TEAM_ID,
-                    "username": self.users.get(user, {}).get("name"),
-                },
-                "api_app_id": "A0OPSBOT",
-                "team": {"id": TEAM_ID},
-                "trigger_id": uuid.uuid4().hex,
-                "container": {"type": "message", "message_ts": ts, "channel_id": ch["id"]},
-                "channel": {"id": ch["id"], "name": ch["name"]},
-                "message": message,
-                "response_url": self.response_url(ch["id"], user),
-                "actions": [
-                    {
-                        "type": "button",
-                        "action_id": action_id,
-                        "block_id": action_id,
-                        "value": value,
-                        "action_ts": str(time.time()),
-                    }
-                ],
-            },
-        )
+        payload = envelopes.block_actions(self._user(user), ch, message, action_id, value, url)
+        return await self.socket.push("interactive", payload)
 
     async def submit_view(
         self, view_id: str, values: dict[str, dict[str, str]], *, user: str = "U0ALICE"
     ) -> asyncio.Future[JSON]:
-        """Submit modal `view_id`; `values` is {block_id: {action_id: text}}."""
-        view = dict(self.state["views"][view_id])
-        view["state"] = {
-            "values": {
-                b: {a: {"type": "plain_text_input", "value": v} for a, v in inner.items()}
-                for b, inner in values.items()
-            }
-        }
-        return await self.push(
-            "interactive",
-            {
-                "type": "view_submission",
-                "team": {"id": TEAM_ID},
-                "api_app_id": "A0OPSBOT",
-                "user": {"id": user, "team_id": TEAM_ID},
-                "view": view,
-                "trigger_id": uuid.uuid4().hex,
-            },
-        )
+        """Submit modal `view_id` (opened with views.open); `values`: {block: {action: text}}."""
+        payload = envelopes.view_submission(user, self.state["views"][view_id], values)
+        return await self.socket.push("interactive", payload)
 
     async def event(self, event: JSON) -> asyncio.Future[JSON]:
-        return await self.push(
-            "events_api",
-            {
-                "token": "sandbox",
-                "team_id": TEAM_ID,
-                "api_app_id": "A0OPSBOT",
-                "event": event,
-                "type": "event_callback",
-                "event_id": "Ev" + uuid.uuid4().hex[:10],
-                "event_time": int(time.time()),
-                "authorizations": [{"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True}],
-            },
-        )
+        return await self.socket.push("events_api", envelopes.event_callback(event, BOT_USER_ID))
 
 
 async def _params(request: web.Request) -> JSON:
