@@ -103,6 +103,10 @@ class AlertRules:
             avoid=_avoid(platform),
         )
 
+    async def auth_ok(self, platform: str, _detail: str = "") -> None:
+        """Health checks passed: a standing auth alert for the platform is resolved."""
+        await self.alerter.resolve(f"auth:{platform}", f"{platform} accepted our credentials")
+
     # -- state rules ----------------------------------------------------------------------------
 
     async def evaluate(self) -> None:

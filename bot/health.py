@@ -29,7 +29,7 @@ from bot.store.engine import Store
 log = logging.getLogger(__name__)
 
 Checks = Callable[[], Awaitable[list[dict[str, Any]]]]
-AuthListener = Callable[[str, str], Awaitable[None]]
+AuthListener = Callable[[str, str], Awaitable[None]]  # (platform, detail)
 QUEUE_DEGRADED = 100
 
 
@@ -42,12 +42,14 @@ class Health:
         interval: float = 300.0,
         clock: Callable[[], float] = time.time,
         on_auth_failure: AuthListener | None = None,
+        on_auth_ok: AuthListener | None = None,
     ) -> None:
         self.store = store
         self.checks = checks
         self.interval = interval
         self.clock = clock
         self.on_auth_failure = on_auth_failure
+        self.on_auth_ok = on_auth_ok
         self.platforms: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -61,6 +63,8 @@ class Health:
             detail = str(result.get("detail") or "")
             if self._is_auth_failure(result) and self.on_auth_failure is not None:
                 await self.on_auth_failure(result["platform"], detail)
+            elif result.get("ok") and self.on_auth_ok is not None:
+                await self.on_auth_ok(result["platform"], detail)
         return self.platforms
 
     @staticmethod

@@ -82,7 +82,7 @@ class Surface:
         self.health = Health(
             rt.store, live_checks(rt.executors, rt.disabled),
             interval=settings.opsbot_health_interval, clock=clock,
-            on_auth_failure=self.rules.auth_failure,
+            on_auth_failure=self.rules.auth_failure, on_auth_ok=self.rules.auth_ok,
         )  # fmt: skip
         self.health.start()
         secret = settings.opsbot_callback_secret

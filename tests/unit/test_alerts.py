@@ -341,3 +341,29 @@ async def test_email_sink_sends_through_smtp(settings: Any, store: Store, clock:
     mail = b"".join(received).decode()
     assert "Subject: [opsbot] opened: notion: authentication failure" in mail
     assert "ops@example.com" in mail
+
+
+async def test_health_checks_raise_and_resolve_the_auth_alert(
+    store: Store, hook: Recorder, clock: FakeClock
+) -> None:
+    from bot.health import Health
+
+    rules = AlertRules(Alerter(store, [hook], clock=clock), clock=clock)
+    answers = {"ok": False, "detail": "AuthError: invalid_auth (401)"}
+
+    async def checks() -> list[dict[str, Any]]:
+        return [{"platform": "notion", **answers}]
+
+    health = Health(store, checks, clock=clock, on_auth_failure=rules.auth_failure,
+                    on_auth_ok=rules.auth_ok)  # fmt: skip
+    await health.run_checks()
+    await health.run_checks()  # still failing: the same alert, no second message
+    answers.update(ok=True, detail="ok")
+    await health.run_checks()
+    await rules.alerter.flush()
+    assert [(n.event, n.key) for n in hook.notices] == [
+        ("opened", "auth:notion"),
+        ("resolved", "auth:notion"),
+    ]
+    snapshot = await health.snapshot()
+    assert snapshot["status"] == "healthy" and snapshot["platforms"]["notion"]["ok"]
