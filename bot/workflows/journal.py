@@ -112,6 +112,20 @@ def step_actions(conn: Connection, run_id: str) -> list[StepAction]:
     ]
 
 
+def list_runs(
+    conn: Connection, *, limit: int = 20, status: str | None = None, name: str | None = None
+) -> list[dict[str, Any]]:
+    """Recent runs, newest first (the `opsbot workflow runs` listing)."""
+    columns = (RUNS.c.id, RUNS.c.name, RUNS.c.version, RUNS.c.env, RUNS.c.status, RUNS.c.error,
+               RUNS.c.created_at, RUNS.c.finished_at, RUNS.c.idempotency_key)  # fmt: skip
+    query = select(*columns).order_by(RUNS.c.created_at.desc()).limit(limit)
+    if status is not None:
+        query = query.where(RUNS.c.status == status)
+    if name is not None:
+        query = query.where(RUNS.c.name == name)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
 def active_runs(conn: Connection) -> list[str]:
     return [r[0] for r in conn.execute(select(RUNS.c.id).where(RUNS.c.status.in_(ACTIVE)))]
 

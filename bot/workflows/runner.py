@@ -1,12 +1,10 @@
 """The durable DAG runner: each step becomes an action in the queue; the store is the truth.
 
-`advance(run_id)` reads the run row and its actions and makes the next move: submit the steps
-whose dependencies are done (in parallel), fail the run (cancelling what has not started, waiting
-for what is running), finish it, or, for a failed transactional run, drive the LIFO rollback
-(rollback.py). It runs on every outcome the queue publishes for the run's actions, and on a
-periodic sweep (deadlines; outcomes recorded by another process), and once for every active run
-at start, which is how a restarted process resumes: steps are submitted with the idempotency key
-`run:<run>:<step>`, so a step submitted before a crash is found again, never run twice.
+The engine (engine.py) makes each run's next move. This module decides when: on every outcome
+the queue publishes for a run's actions, on a periodic sweep (deadlines; outcomes recorded by
+another process), and once for every active run at start, which is how a restarted process
+resumes a run without re-running its finished steps. It also starts runs (a run idempotency key
+returns the existing run), shows them, and carries the operator's commands.
 """
 
 from __future__ import annotations
@@ -18,20 +16,18 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.actions import ActionInvalid, parse_action
 from bot.config import Settings
 from bot.store.engine import Store
 from bot.workflows import journal as j
-from bot.workflows.definitions import Step, Workflow
-from bot.workflows.rollback import plan
-from bot.workflows.state import Steps, run_view, split
+from bot.workflows.definitions import Workflow
+from bot.workflows.engine import RunEngine
+from bot.workflows.state import run_view, split
 from bot.workflows.templates import TemplateError, refs_in, render
-from bot.workflows.versions import load_version, register
+from bot.workflows.versions import register
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +44,10 @@ class RunRefused(ValueError):
     """Unknown or disabled workflow, missing input, or an operation the run's state forbids."""
 
 
-class WorkflowRunner:
+class WorkflowRunner(RunEngine):
+    """Starts runs, drives them (engine.py) on queue outcomes and a periodic sweep, shows them,
+    and carries the operator's commands (rollback, retry-rollback, resolve)."""
+
     def __init__(
         self,
         store: Store,
@@ -59,13 +58,10 @@ class WorkflowRunner:
         *,
         sweep_interval: float = 1.0,
     ) -> None:
-        self.store, self.queue, self.workflows = store, queue, workflows
-        self.settings, self.clock, self.sweep_interval = settings, clock, sweep_interval
-        self._locks: dict[str, asyncio.Lock] = {}
+        super().__init__(store, queue, settings, clock)
+        self.workflows, self.sweep_interval = workflows, sweep_interval
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._definitions: dict[tuple[str, int], Workflow] = {}
         self._unsubscribe: Callable[[], None] | None = None
-        self._changed = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -171,6 +167,13 @@ class WorkflowRunner:
         steps, undo = split(workflow, actions, run["skipped"])
         return run_view(run, steps, undo, self.clock())
 
+    async def runs(
+        self, *, limit: int = 20, status: str | None = None, name: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await self.store.read(
+            lambda c: j.list_runs(c, limit=limit, status=status, name=name)
+        )
+
     async def wait(
         self,
         run_id: str,
@@ -189,111 +192,6 @@ class WorkflowRunner:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(left, poll))
-
-    async def _definition(self, name: str, version: int) -> Workflow:
-        key = (name, version)
-        if key not in self._definitions:
-            self._definitions[key] = await self.store.read(lambda c: load_version(c, name, version))
-        return self._definitions[key]
-
-    # -- driving a run -------------------------------------------------------------------------
-
-    async def advance(self, run_id: str) -> None:
-        lock = self._locks.setdefault(run_id, asyncio.Lock())
-        async with lock:
-            for _ in range(_MAX_PASSES):
-                if not await self._advance_once(run_id):
-                    break
-        self._changed.set()
-
-    async def _advance_once(self, run_id: str) -> bool:
-        """One move. True when it changed something worth an immediate re-read."""
-        run, actions = await self.store.read(
-            lambda c: (j.load_run(c, run_id), j.step_actions(c, run_id))
-        )
-        if run is None or run["status"] not in j.ACTIVE:
-            return False
-        workflow = await self._definition(run["name"], run["version"])
-        steps, undo = split(workflow, actions, run["skipped"])
-        if run["status"] == j.RUNNING:
-            return await self._drive(run, steps)
-        return await self._roll_back(run, steps, undo)
-
-    async def _drive(self, run: dict[str, Any], steps: Steps) -> bool:
-        now, run_id = self.clock(), run["id"]
-        fatal = steps.fatal()
-        timed_out = now >= run["deadline_at"]
-        if fatal or timed_out or run["error"]:
-            # The first cause is kept: the steps cancelled because of it fail too, later.
-            error = run["error"] or _failure(steps, fatal, run, now)
-            if await self.store.write(lambda c: j.cancel_waiting(c, run_id, now, error)):
-                await self.store.write(lambda c: j.save_error(c, run_id, error, now))
-                return True
-            if steps.in_flight():
-                return False  # a running step may still succeed: it must be known before undo
-            if run["transactional"]:
-                return await self._set(run_id, (j.RUNNING,), j.ROLLING_BACK, error=error)
-            status = j.TIMED_OUT if error.startswith(_TIMED_OUT) else j.FAILED
-            return await self._set(run_id, (j.RUNNING,), status, error=error, finished_at=now)
-        if steps.all_settled():
-            return await self._set(run_id, (j.RUNNING,), j.SUCCEEDED, finished_at=now)
-        ready = steps.ready()
-        return bool(ready) and await self._submit(run, steps, ready)
-
-    async def _submit(self, run: dict[str, Any], steps: Steps, ready: list[Step]) -> bool:
-        context = steps.context(run)
-        skipped = dict(run["skipped"])
-        again = False
-        for step in ready:
-            try:
-                spec = parse_action({
-                    **step.action.to_dict(), "data": render(step.action.data, context),
-                    "requires_approval": step.requires_approval, "source": "workflow",
-                    "idempotency_key": j.step_key(run["id"], step.name),
-                    "requested_by": run["requested_by"],
-                    "reason": f"workflow {run['name']} run {run['id']} step {step.name}",
-                })  # fmt: skip
-            except (TemplateError, ActionInvalid) as exc:
-                skipped[step.name] = f"not submitted: {exc}"
-                continue
-            [result] = await self.queue.submit(
-                [spec], actor=f"workflow:{run['name']}", run_id=run["id"], step_name=step.name
-            )
-            if step.retry is not None and not result.duplicate:
-                await self.store.write(
-                    partial(
-                        j.set_max_attempts, ids=[result.id], max_attempts=1 + step.retry.max_retries
-                    )
-                )
-            again = again or result.duplicate
-        if skipped != run["skipped"]:
-            await self.store.write(lambda c: j.save_skipped(c, run["id"], skipped, self.clock()))
-            again = True
-        return again
-
-    async def _roll_back(self, run: dict[str, Any], steps: Steps, undo: list[j.StepAction]) -> bool:
-        decision = plan(steps, undo, run, run["rollback_generation"], self.settings.fallbacks)
-        if decision.outcome == "wait":
-            return False
-        if decision.outcome == "submit" and decision.spec is not None:
-            [result] = await self.queue.submit(
-                [decision.spec], actor="workflow:rollback", run_id=run["id"],
-                step_name=j.UNDO + str(decision.step),
-            )  # fmt: skip
-            return bool(result.duplicate)
-        status = j.ROLLED_BACK if decision.outcome == "done" else j.ROLLBACK_FAILED
-        return await self._set(
-            run["id"], (j.ROLLING_BACK,), status, rollback=decision.summary(),
-            finished_at=self.clock(),
-        )  # fmt: skip
-
-    async def _set(
-        self, run_id: str, expected: tuple[str, ...], status: str, **values: Any
-    ) -> bool:
-        now, actor = self.clock(), values.pop("actor", "system")
-        return await self.store.write(
-            lambda c: j.set_status(c, run_id, expected, status, now, actor=actor, **values)
-        )
 
     # -- operator commands ---------------------------------------------------------------------
 
@@ -333,19 +231,10 @@ class WorkflowRunner:
         return await self.state(run_id)
 
     async def _run(self, run_id: str) -> dict[str, Any]:
-        run = await self.store.read(lambda c: j.load_run(c, run_id))
+        run: dict[str, Any] | None = await self.store.read(lambda c: j.load_run(c, run_id))
         if run is None:
             raise RunNotFound(run_id)
         return run
-
-
-def _failure(steps: Steps, fatal: list[str], run: dict[str, Any], now: float) -> str:
-    if not fatal:
-        return f"{_TIMED_OUT} {run['deadline_at'] - run['started_at']:g}s"
-    name = fatal[0]
-    action = steps.actions.get(name)
-    why = (action.error or action.status) if action else steps.skipped.get(name, "")
-    return f"step {name} failed: {why}"
 
 
 def _required_inputs(workflow: Workflow) -> set[str]:
