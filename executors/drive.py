@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -116,14 +117,14 @@ class DriveExecutor:
         }
         file_id = str(data["file_id"])
         answer = await self._call(
-            "POST", f"/drive/v3/files/{file_id}/permissions", params=params, json_body=permission
+            "POST", f"{_file_path(file_id)}/permissions", params=params, json_body=permission
         )
         return {"file_id": file_id, "permission_id": answer.get("id"), **permission}
 
     async def get_link(self, data: JSON) -> JSON:
         require(data, "file_id", platform=PLATFORM)
         answer = await self._call(
-            "GET", f"/drive/v3/files/{data['file_id']}", params={"fields": FILE_FIELDS}
+            "GET", _file_path(data["file_id"]), params={"fields": FILE_FIELDS}
         )
         return _file_result(answer)
 
@@ -139,7 +140,8 @@ class DriveExecutor:
                 await self._delete(file_id)
             return {"deleted": ids}
         if action_type == "share":
-            path = f"/drive/v3/files/{result['file_id']}/permissions/{result['permission_id']}"
+            permission_id = quote(str(result["permission_id"]), safe="")
+            path = f"{_file_path(result['file_id'])}/permissions/{permission_id}"
             await self._call("DELETE", path, missing_ok=True)
             return {"removed_permission": result["permission_id"]}
         if action_type == "get_link":
@@ -187,7 +189,7 @@ class DriveExecutor:
         # Already gone counts as undone: compensation must be safe to repeat.
         await self._call(
             "DELETE",
-            f"/drive/v3/files/{file_id}",
+            _file_path(file_id),
             params={"supportsAllDrives": "true"},
             missing_ok=True,
         )
@@ -262,6 +264,11 @@ class DriveExecutor:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         return self._session
+
+
+def _file_path(file_id: object) -> str:
+    # Ids come from action data: quoted, so one can never reach another endpoint.
+    return "/drive/v3/files/" + quote(str(file_id), safe="")
 
 
 def _content_bytes(data: JSON) -> bytes:

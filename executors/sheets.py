@@ -10,10 +10,9 @@ Sheets v4 values/spreadsheets endpoints are used: no call here goes to the Drive
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import gspread
@@ -22,6 +21,7 @@ from google.auth import exceptions as google_exceptions
 from google.auth.transport.requests import AuthorizedSession
 
 from bot.config import Settings
+from executors import sheet_values
 from executors.base import (
     JSON,
     CheckResult,
@@ -47,7 +47,7 @@ from executors.google_auth import (
 
 PLATFORM = "sheets"
 T = TypeVar("T")
-_SUMMARY_CHARS = 500
+_SPREADSHEET_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class SheetsExecutor:
@@ -89,9 +89,13 @@ class SheetsExecutor:
     async def append_row(self, data: JSON) -> JSON:
         require(data, "values", platform=PLATFORM)
         sheet_id = self._spreadsheet(data)
-        rows = _rows(data["values"])
-        target = _a1(data.get("range") or "A1", data.get("sheet"))
+        rows = sheet_values.rows(data["values"])
+        target = sheet_values.a1(data.get("range") or "A1", data.get("sheet"))
         option = str(data.get("value_input_option", "USER_ENTERED"))
+        if option not in ("RAW", "USER_ENTERED"):
+            raise PermanentError(
+                "value_input_option: expected RAW or USER_ENTERED", platform=PLATFORM, status=400
+            )
         answer = await self._run(
             lambda c: c.http_client.values_append(
                 sheet_id, target, {"valueInputOption": option}, {"values": rows}
@@ -109,11 +113,11 @@ class SheetsExecutor:
         if "value" not in data:
             raise PermanentError("missing parameter(s): value", platform=PLATFORM, status=400)
         sheet_id = self._spreadsheet(data)
-        target = _a1(str(data["range"]), data.get("sheet"))
+        target = sheet_values.a1(str(data["range"]), data.get("sheet"))
         old = await self._run(
             lambda c: c.http_client.values_get(sheet_id, target, {"valueRenderOption": "FORMULA"})
         )
-        previous = _first_cell(old.get("values"))
+        previous = sheet_values.first_cell(old.get("values"))
         answer = await self._run(
             lambda c: c.http_client.values_update(
                 sheet_id,
@@ -133,7 +137,7 @@ class SheetsExecutor:
         """Several ranges in one request; the previous values are read first for the undo."""
         require(data, "updates", platform=PLATFORM)
         sheet_id = self._spreadsheet(data)
-        updates = _updates(data["updates"], data.get("sheet"))
+        updates = sheet_values.updates(data["updates"], data.get("sheet"))
         ranges = [u["range"] for u in updates]
         old = await self._run(
             lambda c: c.http_client.values_batch_get(
@@ -143,7 +147,7 @@ class SheetsExecutor:
         previous = [
             {
                 "range": got.get("range", want["range"]),
-                "values": _padded(got.get("values", []), want["values"]),
+                "values": sheet_values.padded(got.get("values", []), want["values"]),
             }
             for got, want in zip(old.get("valueRanges", []), updates, strict=False)
         ]
@@ -159,8 +163,8 @@ class SheetsExecutor:
 
     async def log_action(self, data: JSON) -> JSON:
         sheet_id = self._spreadsheet(data)
-        row = _log_row(data)
-        target = _a1("A1", self._settings.sheets_log_sheet)
+        row = sheet_values.log_row(data)
+        target = sheet_values.a1("A1", self._settings.sheets_log_sheet)
         # RAW: logged text (an error message starting with '=') must never become a formula.
         answer = await self._run(
             lambda c: c.http_client.values_append(
@@ -234,6 +238,13 @@ class SheetsExecutor:
                 platform=PLATFORM,
                 status=400,
             )
+        if not _SPREADSHEET_ID.match(str(sheet_id)):
+            # gspread puts the id in the URL path unquoted: refuse anything but an id's alphabet.
+            raise PermanentError(
+                f"spreadsheet_id: {str(sheet_id)[:60]!r} is not a spreadsheet id",
+                platform=PLATFORM,
+                status=400,
+            )
         return str(sheet_id)
 
     async def _run(self, call: Callable[[gspread.Client], T]) -> T:
@@ -280,74 +291,6 @@ class SheetsExecutor:
 
 def _payload(exc: gspread.exceptions.APIError) -> Any:
     return {"error": dict(exc.error)}
-
-
-def _a1(target: str, sheet: Any) -> str:
-    """`B2` on sheet `Log` -> `'Log'!B2`; a range naming its sheet is kept as it is."""
-    if not sheet or "!" in target:
-        return target
-    quoted = str(sheet).replace("'", "''")
-    return f"'{quoted}'!{target}"
-
-
-def _rows(values: Any) -> list[list[Any]]:
-    if not isinstance(values, list) or not values:
-        raise PermanentError(
-            "values: expected a row (list) or rows (list of lists)", platform=PLATFORM, status=400
-        )
-    if all(isinstance(v, list) for v in values):
-        return values
-    if any(isinstance(v, (list, dict)) for v in values):
-        raise PermanentError("values: mix of cells and rows", platform=PLATFORM, status=400)
-    return [values]
-
-
-def _updates(raw: Any, sheet: Any) -> list[JSON]:
-    if not isinstance(raw, list) or not raw:
-        raise PermanentError(
-            "updates: expected a list of {range, values}", platform=PLATFORM, status=400
-        )
-    updates = []
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict) or not item.get("range") or "values" not in item:
-            raise PermanentError(
-                f"updates[{index}]: range and values are required", platform=PLATFORM, status=400
-            )
-        values = item["values"]
-        grid = _rows(values) if isinstance(values, list) else [[values]]
-        updates.append({"range": _a1(str(item["range"]), sheet), "values": grid})
-    return updates
-
-
-def _first_cell(values: Any) -> Any:
-    if isinstance(values, list) and values and isinstance(values[0], list) and values[0]:
-        return values[0][0]
-    return ""
-
-
-def _padded(old: list[list[Any]], shape: list[list[Any]]) -> list[list[Any]]:
-    """The old values on the new values' shape: cells that were empty come back as ''."""
-    return [
-        [old[r][c] if r < len(old) and c < len(old[r]) else "" for c in range(len(row))]
-        for r, row in enumerate(shape)
-    ]
-
-
-def _log_row(data: JSON) -> list[Any]:
-    summary = data.get("summary")
-    if summary is None and data.get("result") is not None:
-        summary = json.dumps(data["result"], sort_keys=True, default=str)
-    stamp = data.get("time") or datetime.now(UTC).isoformat(timespec="seconds")
-    duration = data.get("duration_ms", data.get("duration", ""))
-    return [
-        str(stamp),
-        str(data.get("action_id", "")),
-        str(data.get("type", "")),
-        str(data.get("platform", "")),
-        str(data.get("status", "")),
-        duration,
-        str(summary or "")[:_SUMMARY_CHARS],
-    ]
 
 
 def build(settings: Settings, throttle: Throttle) -> SheetsExecutor:
