@@ -92,8 +92,13 @@ async def test_admin_route_sets_and_clears_faults(http: aiohttp.ClientSession) -
             assert response.status == 400
         async with http.post(admin, json={"kind": "clear"}) as response:
             assert (await response.json()) == {"faults": []}
-        async with http.get(f"{standin.base_url}/count", headers=AUTH) as response:
-            assert response.status == 200
+        async with http.post(admin, json={"kind": "404", "count": 1, "path": "/count"}):
+            pass
+        statuses = []
+        for _ in range(2):
+            async with http.get(f"{standin.base_url}/count", headers=AUTH) as response:
+                statuses.append(response.status)
+        assert statuses == [404, 200]
 
 
 async def test_slow_fault_delays_then_answers(http: aiohttp.ClientSession) -> None:
