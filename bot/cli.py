@@ -251,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # click usage errors, and anything the commands did not catch
-        line, code = usage_error_line(exc)
-        print(f"opsbot: {line}", file=sys.stderr)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `opsbot`, `opsbot queue`: the help
+            print(exc.format_message(), file=sys.stderr)  # type: ignore[attr-defined]
+            code = 2
+        else:
+            line, code = usage_error_line(exc)
+            print(f"opsbot: {line}", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)

@@ -44,9 +44,9 @@ def describe(
     if isinstance(exc, CliFailure):
         return exc.code, [str(exc)]
     if isinstance(exc, ActionInvalid):
-        return BAD_INPUT, render.problem_lines(exc)
+        return BAD_INPUT, _problem_lines(exc)
     if isinstance(exc, json.JSONDecodeError):
-        return BAD_INPUT, [render.json_error_line(exc, source or "input")]
+        return BAD_INPUT, [_json_error_line(exc, source or "input")]
     if isinstance(exc, OSError) and source is not None:
         return BAD_INPUT, [f"cannot read {source}: {exc.strerror or exc}"]
     if isinstance(exc, BadInput):
@@ -56,7 +56,7 @@ def describe(
     if isinstance(exc, ValidationError):
         return BAD_INPUT, [_settings_line(exc)]
     if isinstance(exc, SQLAlchemyError):
-        return FAILURE, [render.database_error_line(exc, settings)]
+        return FAILURE, [_database_error_line(exc, settings)]
     return FAILURE, [_unexpected(exc)]
 
 
@@ -82,3 +82,20 @@ def usage_error_line(exc: Exception) -> tuple[str, int]:
         line = exc.format_message() + hint
         return render.redact(line), int(getattr(exc, "exit_code", BAD_INPUT))
     return render.redact(_unexpected(exc)), FAILURE
+
+
+def _problem_lines(exc: ActionInvalid) -> list[str]:
+    """An ActionInvalid as one line per problem: field, value, expectation."""
+    where = f"action #{exc.index}: " if exc.index is not None else ""
+    return [f"invalid action: {where}{problem}" for problem in exc.problems]
+
+
+def _json_error_line(exc: json.JSONDecodeError, source: str) -> str:
+    return f"bad JSON in {source}: {exc.msg} at line {exc.lineno} column {exc.colno}"
+
+
+def _database_error_line(exc: Exception, settings: Settings | None) -> str:
+    """SQLAlchemy's text carries SQL and a docs link; people need the driver's reason."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    url = settings.opsbot_database_url if settings else "the database"
+    return render.redact(f"database error ({url}): {reason}", settings)

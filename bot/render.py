@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,9 +77,6 @@ def pairs(items: Iterable[tuple[str, Any]]) -> str:
     rows = [(k, _cell(v)) for k, v in items]
     width = max((len(k) for k, _ in rows), default=0)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-
-
-View = Callable[[Any], str]
 
 
 def view_status(r: dict[str, Any]) -> str:
@@ -185,12 +182,12 @@ def view_approvals(rows: list[dict[str, Any]]) -> str:
             r["priority"],
             r["requested_by"],
             seconds(r["waiting_s"]),
-            "OVERDUE" if r["overdue"] else "",
+            "yes" if r["overdue"] else "no",
             r["approval_reason"] or r["reason"],
         )
         for r in rows
     ]
-    headers = ["id", "type", "priority", "requested by", "waiting", "", "why"]
+    headers = ["id", "type", "priority", "requested by", "waiting", "overdue", "why"]
     return table(headers, body, empty="no pending approvals")
 
 
@@ -325,20 +322,3 @@ def view_check(rows: list[dict[str, Any]]) -> str:
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else value / 1000
-
-
-def problem_lines(exc: Any) -> list[str]:
-    """An ActionInvalid as one line per problem: field, value, expectation."""
-    where = f"action #{exc.index}: " if exc.index is not None else ""
-    return [f"invalid action: {where}{problem}" for problem in exc.problems]
-
-
-def json_error_line(exc: json.JSONDecodeError, source: str) -> str:
-    return f"bad JSON in {source}: {exc.msg} at line {exc.lineno} column {exc.colno}"
-
-
-def database_error_line(exc: Exception, settings: Settings | None) -> str:
-    """SQLAlchemy's text carries SQL and a docs link; people need the driver's reason."""
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    url = settings.opsbot_database_url if settings else "the database"
-    return redact(f"database error ({url}): {reason}", settings)

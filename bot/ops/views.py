@@ -92,9 +92,8 @@ async def queue_status(ctx: OpsContext) -> dict[str, Any]:
 
 def _utilisation(ctx: OpsContext, running: int) -> tuple[int, int, str]:
     """(workers, busy, where the figure comes from): the live pool when there is one."""
-    pool = ctx.pool
-    if pool is not None and hasattr(pool, "busy"):
-        return int(pool.workers), int(pool.busy), "pool"
+    if ctx.pool is not None:
+        return int(ctx.pool.workers), int(ctx.pool.busy), "pool"
     return ctx.settings.queue_workers, running, "running/QUEUE_WORKERS"
 
 
