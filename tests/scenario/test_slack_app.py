@@ -279,3 +279,37 @@ async def test_details_opens_a_modal_with_the_full_action(bot: Bot) -> None:
     await bot.slack.click("approvals", card["ts"], blocks.DETAILS, action_id, user=DAVE)
     opened = await bot.slack.wait_call("views.open")
     assert "secret_plan" in str(opened["view"]["blocks"]) and action_id in str(opened["view"])
+
+
+async def test_an_opened_circuit_posts_one_alert(settings: Any, slack: SlackStandIn) -> None:
+    from bot import ops
+    from bot.slack_app import add_slack
+    from bot.surface import Surface
+
+    tuned = settings.model_copy(
+        update={"circuit_breaker_threshold": 2, "max_retry_attempts": 0, "alert_channels": "slack"}
+    )
+    runtime = Runtime(tuned)
+    service = add_slack(runtime, tuned, card_interval=0.05)
+    assert service is not None
+    surface = Surface(runtime, slack_post=service.alert_post, port=0)
+    runtime.services.append(surface)
+    async with runtime:
+        bot = Bot(runtime, service, slack)
+        for _ in range(3):
+            await bot.submit(requires_approval=False, data={"fail": "retryable"})
+        ctx = ops.OpsContext(store=runtime.store, settings=tuned)
+
+        async def echo_open() -> bool:
+            return any(c["state"] == "open" for c in await ops.circuits(ctx, "echo"))
+
+        for _ in range(100):  # the breaker is saved to the store by the worker
+            if await echo_open():
+                break
+            await asyncio.sleep(0.05)
+        assert surface.rules is not None
+        await surface.rules.evaluate()
+        await surface.rules.evaluate()  # the condition lasts: no second message
+        # (the dead letters raise their own, separate alert)
+        alerts = [m for m in bot.slack.messages("errors") if "Circuit opened" in m["text"]]
+        assert len(alerts) == 1 and "Circuit opened: echo" in alerts[0]["text"]
