@@ -292,3 +292,21 @@ async def test_template_error_at_run_time_fails_the_step(bot_for: Any, record: P
     assert view["status"] == "failed"
     assert "steps.s1.result has no key 'nope'" in view["error"]
     assert view["steps"][1]["status"] == "skipped"
+
+
+async def test_a_run_keeps_the_version_it_started_with(bot_for: Any, record: Path) -> None:
+    v1 = (
+        Workflow("v")
+        .add_step("s1", echo(record, "s1"))
+        .add_step("s2", echo(record, "s2"), depends_on="s1", requires_approval=True)
+    )
+    bot = await bot_for(v1)
+    run_id = (await bot.runner.start_run("v"))["id"]
+    approval = await _wait_for_step(bot, run_id, "s2", "awaiting_approval")
+    v2 = v1.add_step("s3", echo(record, "s3"), depends_on="s2")  # the file was edited
+    bot.runner.workflows = {"v": v2}
+    await bot.queue.decide(approval, True, actor="ann")
+    view = await bot.runner.wait(run_id, 10)
+    assert (view["status"], view["version"], view["completed"]) == ("succeeded", 1, ["s1", "s2"])
+    newer = (await bot.runner.start_run("v"))["id"]
+    assert (await bot.runner.state(newer))["version"] == 2
