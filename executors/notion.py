@@ -107,7 +107,11 @@ class NotionExecutor:
         body: JSON = {"parent": {"data_source_id": source.id}, "properties": properties}
         if data.get("description"):
             body["children"] = [_paragraph(str(data["description"]))]
-        page = await self._sdk(self._client.pages.create(**body))
+        try:
+            page = await self._sdk(self._client.pages.create(**body))
+        except PermanentError:
+            self._sources.pop(source.id, None)  # the schema may have changed: read it again
+            raise
         return {**_page_result(page), "data_source_id": source.id, "duplicate": False}
 
     async def update_task(self, data: JSON) -> JSON:

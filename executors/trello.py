@@ -175,7 +175,8 @@ class TrelloExecutor:
         return CheckResult(PLATFORM, True, f"authenticated as {me.get('username')}", latency)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._pool.shutdown, wait=True)
+        # The worker pool has drained by now; a call abandoned by a timeout is not waited for.
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
