@@ -24,7 +24,7 @@ from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from bot.actions import Status
 from bot.store.audit import audit_row
-from bot.store.prepared import Prepared
+from bot.store.prepared import Prepared, PreparedIn
 from bot.store.tables import ActionRow, AttemptRow, AuditRow
 
 log = logging.getLogger(__name__)
@@ -202,21 +202,13 @@ _ATTEMPT_KEYS = (
 _ATTEMPT_INSERT = Prepared(insert(_ATTEMPTS), _ATTEMPT_KEYS)
 _RUNNING, _QUEUED = Status.RUNNING.value, Status.QUEUED.value
 
-_CURRENT = select(
-    A.c.id,
-    A.c.status,
-    A.c.attempts,
-    A.c.platform,
-    A.c.type,
-    A.c.priority,
-    A.c.run_id,
-    A.c.step_name,
-    A.c.notify,
-    A.c.callback_url,
-    A.c.requested_by,
-    A.c.source,
+_CURRENT_COLUMNS = (
+    A.c.id, A.c.status, A.c.attempts, A.c.platform, A.c.type, A.c.priority, A.c.run_id,
+    A.c.step_name, A.c.notify, A.c.callback_url, A.c.requested_by, A.c.source,
     A.c.idempotency_key,
-).where(A.c.id.in_(bindparam("ids", expanding=True)))
+)  # fmt: skip
+_CURRENT_KEYS = tuple(c.name for c in _CURRENT_COLUMNS)
+_CURRENT = PreparedIn(lambda ids: select(*_CURRENT_COLUMNS).where(A.c.id.in_(ids)))
 _SETTLE = Prepared(
     update(A)
     .where(A.c.id == bindparam("b_id"), or_(A.c.status == _RUNNING, A.c.status == _QUEUED))
@@ -246,6 +238,7 @@ _RELEASE = Prepared(
         lease_expires_at=None,
     )
 )
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 _TARGET = {
     "succeeded": Status.SUCCEEDED.value,
     "dead": Status.DEAD_LETTERED.value,
@@ -299,10 +292,8 @@ def record_tx(
 def _current(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     for i in range(0, len(ids), 500):
-        result = conn.execute(_CURRENT, {"ids": ids[i : i + 500]})
-        keys = list(result.keys())
-        for row in result:
-            found[row[0]] = dict(zip(keys, row, strict=True))
+        for row in _CURRENT.rows(conn, ids[i : i + 500]):
+            found[row[0]] = dict(zip(_CURRENT_KEYS, row, strict=True))
     return found
 
 
@@ -317,7 +308,7 @@ def _settle_params(o: Outcome, target: str, now: float) -> dict[str, Any]:
     return {
         "b_id": o.action_id,
         "b_status": target,
-        "b_result": json.dumps(o.result, default=str) if o.result is not None else None,
+        "b_result": _encode(o.result) if o.result is not None else None,
         "b_error": o.error,
         "b_error_kind": o.error_kind,
         "b_served_by": o.served_by,

@@ -36,7 +36,7 @@ from bot.outcomes import (
 from bot.routing import ROUTES, Priority
 from bot.store.audit import audit_row, write_audit
 from bot.store.engine import Store
-from bot.store.prepared import Prepared
+from bot.store.prepared import Prepared, PreparedIn
 from bot.store.tables import ActionRow, AttemptRow, AuditRow, PauseRow
 
 __all__ = [
@@ -122,19 +122,21 @@ _CLAIM_COLUMNS = (
     A.c.source,
     A.c.reason,
 )
-_CLAIM_UPDATE = (
-    update(A)
-    .where(A.c.seq.in_(bindparam("seqs", expanding=True)), A.c.status == Status.QUEUED.value)
-    .values(
-        status=Status.RUNNING.value,
-        attempts=A.c.attempts + 1,
-        lease_owner=bindparam("owner"),
-        lease_expires_at=bindparam("expires"),
-        worker=bindparam("owner"),
-        started_at=bindparam("now"),
-        queue_wait_ms=(bindparam("now") - A.c.available_at) * 1000.0,
+_CLAIM_UPDATE = PreparedIn(
+    lambda seqs: (
+        update(A)
+        .where(A.c.seq.in_(seqs), A.c.status == Status.QUEUED.value)
+        .values(
+            status=Status.RUNNING.value,
+            attempts=A.c.attempts + 1,
+            lease_owner=bindparam("owner"),
+            lease_expires_at=bindparam("expires"),
+            worker=bindparam("owner"),
+            started_at=bindparam("now"),
+            queue_wait_ms=(bindparam("now") - A.c.available_at) * 1000.0,
+        )
+        .returning(*_CLAIM_COLUMNS)
     )
-    .returning(*_CLAIM_COLUMNS)
 )
 _DUE = select(A.c.priority_rank, A.c.seq).where(
     A.c.status == Status.QUEUED.value, A.c.available_at <= bindparam("now")
@@ -324,12 +326,11 @@ class Queue:
         rows = []
         if seqs:
             params = {
-                "seqs": seqs,
                 "owner": owner,
                 "now": now,
                 "expires": now + self.settings.opsbot_lease_seconds,
             }
-            returned = conn.execute(_CLAIM_UPDATE, params).all()
+            returned = _CLAIM_UPDATE.rows(conn, seqs, params)
             rows = sorted(returned, key=lambda r: (r[6], r[1]))  # RETURNING has no order
             queued, running = Status.QUEUED.value, Status.RUNNING.value
             AUDIT_INSERT.many(

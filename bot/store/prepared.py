@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import BindParameter, Connection, Dialect, bindparam
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
@@ -109,3 +109,23 @@ def _scalar_default(stmt: Any, key: str, value: Any) -> Any:
 
 def _is_required(value: Any) -> bool:
     return type(value).__name__ == "symbol"
+
+
+class PreparedIn:
+    """A statement with one `IN (...)` list of bound values, compiled once per list length
+    (an expanding IN would be re-rendered by SQLAlchemy on every execution)."""
+
+    def __init__(self, build: Callable[[list[BindParameter[Any]]], ClauseElement]) -> None:
+        self._build = build
+        self._by_size: dict[int, Prepared] = {}
+
+    def rows(
+        self, conn: Connection, values: Sequence[Any], params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        size = len(values)
+        prepared = self._by_size.get(size)
+        if prepared is None:
+            binds: list[BindParameter[Any]] = [bindparam(f"in_{k}") for k in range(size)]
+            prepared = self._by_size[size] = Prepared(self._build(binds))
+        bound = {f"in_{k}": v for k, v in enumerate(values)}
+        return prepared.rows(conn, {**(params or {}), **bound})
