@@ -159,7 +159,11 @@ def make_service_account_key(token_uri: str, *, email: str = SANDBOX_EMAIL) -> d
 
 
 def public_pem(private_pem: str) -> str:
-    private = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    # Keys are our own (generated above): skipping the RSA consistency check saves ~80 ms of
+    # event-loop time per key.
+    private = serialization.load_pem_private_key(
+        private_pem.encode(), password=None, unsafe_skip_rsa_key_validation=True
+    )
     public = private.public_key()
     encoded = public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
