@@ -6,7 +6,10 @@ unchanged code. Two google-auth behaviours are switched off on purpose:
 - its own retries of the token request (one retry layer: the queue's);
 - the background "regional access boundary" lookup, an extra call to the IAM API after every
   refresh that opsbot does not need (and that would leave the machine in the offline sandbox).
-Refreshing is blocking HTTP: async callers go through `TokenSource`, which refreshes in a thread.
+Both overrides touch google-auth internals (checked on 2.62): the Sheets tests pin the first
+(a failing token endpoint is asked once). Refreshing is blocking HTTP: async callers go through
+`TokenSource`, which refreshes in a thread. `RedirectAdapter` sends requests that gspread builds
+for the production roots to the configured ones.
 """
 
 from __future__ import annotations
