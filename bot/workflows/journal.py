@@ -189,14 +189,12 @@ def set_max_attempts(conn: Connection, *, ids: list[str], max_attempts: int) -> 
 def cancel_waiting(conn: Connection, run_id: str, now: float, reason: str) -> list[str]:
     """Cancel the run's step actions that have not started (queued, retry wait, approval)."""
     waiting = (Status.QUEUED.value, Status.AWAITING_APPROVAL.value)
-    ids = [
-        r[0]
-        for r in conn.execute(
-            select(ACTIONS.c.id, ACTIONS.c.status).where(
-                ACTIONS.c.run_id == run_id, ACTIONS.c.status.in_(waiting)
-            )
+    found = conn.execute(
+        select(ACTIONS.c.id, ACTIONS.c.status).where(
+            ACTIONS.c.run_id == run_id, ACTIONS.c.status.in_(waiting)
         )
-    ]
+    ).all()
+    ids = [row.id for row in found]
     if not ids:
         return []
     conn.execute(
@@ -204,9 +202,10 @@ def cancel_waiting(conn: Connection, run_id: str, now: float, reason: str) -> li
         .where(ACTIONS.c.id.in_(ids), ACTIONS.c.status.in_(waiting))
         .values(status=Status.CANCELLED.value, error=reason, finished_at=now)
     )
+    cancelled = Status.CANCELLED.value
     write_audit(
         conn,
-        [audit_row(now, i, None, Status.CANCELLED.value, actor="workflow", detail=reason)
-         for i in ids],
+        [audit_row(now, row.id, row.status, cancelled, actor="workflow", detail=reason)
+         for row in found],
     )  # fmt: skip
     return ids
