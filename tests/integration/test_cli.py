@@ -224,3 +224,48 @@ def test_process_secret_never_printed(installed: Path, env: dict[str, str], tmp_
     result = opsbot({**env, "OPSBOT_DATABASE_URL": url}, tmp_path, "status")
     assert result.returncode == 1 and "hunter2secret" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_queue_full_is_a_failure_and_nothing_is_stored(cli: Any, env: dict[str, str]) -> None:
+    env["QUEUE_MAX_SIZE"] = "1"
+    result = cli("submit", input=json.dumps([ECHO, ECHO]))
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("opsbot: queue full")
+    assert rows(env, "SELECT count(*) FROM actions") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["status"], ["queue", "status"], ["queue", "stuck"], ["circuit", "status"], ["errors"],
+     ["approvals"], ["dlq", "list"], ["check"]],
+)  # fmt: skip
+def test_every_view_has_json_for_scripts(cli: Any, args: list[str]) -> None:
+    result = cli("--json", *args)
+    assert result.exit_code in (0, 1), result.output  # check: disabled platforms are fine
+    json.loads(result.stdout)
+
+
+def test_bad_setting_is_bad_input(cli: Any, env: dict[str, str]) -> None:
+    env["QUEUE_WORKERS"] = "many"
+    result = cli("status")
+    assert result.exit_code == 2
+    assert "QUEUE_WORKERS" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_process_locked_database_is_one_line(
+    installed: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Another process holds the write lock past the busy timeout: one line, exit 1, no hang."""
+    assert opsbot(env, tmp_path, "status").returncode == 0  # creates the file
+    holder = sqlite3.connect(env["OPSBOT_DATABASE_URL"].removeprefix("sqlite:///"))
+    holder.isolation_level = None
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = opsbot(env, tmp_path, "pause", "notion")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("database is locked")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
