@@ -65,6 +65,7 @@ class NotionError(Exception):
 
 class NotionStandIn(StandIn):
     name = "notion"
+    public_prefixes = ("/p/",)
 
     def initial_state(self) -> dict[str, Any]:
         return {
@@ -96,6 +97,7 @@ class NotionStandIn(StandIn):
         add("POST", "/v1/comments", self._wrap(self._create_comment))
         add("GET", "/v1/comments", self._wrap(self._list_comments))
         add("DELETE", "/v1/comments/{id}", self._wrap(self._delete_comment))
+        add("GET", "/p/{hex}", self._wrap(self._web_page))
 
     # -- helpers for tests and the sandbox page ------------------------------------------------
     def pages(self, *, include_archived: bool = False) -> list[dict[str, Any]]:
@@ -202,6 +204,16 @@ class NotionStandIn(StandIn):
         self.changed()
         return comment
 
+    async def _web_page(self, request: web.Request) -> dict[str, Any]:
+        """A page's `url`: its JSON, so links from results open in the sandbox."""
+        wanted = request.match_info["hex"]
+        page = next(
+            (p for p in self.pages(include_archived=True) if p["url"].endswith(wanted)), None
+        )
+        if page is None:
+            raise NotionError(404, f"Could not find page {wanted}.")
+        return dict(page)
+
     def _find(self, kind: str, object_id: str) -> dict[str, Any]:
         found: dict[str, Any] | None = self.state[kind].get(object_id)
         if found is None:
@@ -223,7 +235,7 @@ class NotionStandIn(StandIn):
             "archived": False,
             "in_trash": False,
             "properties": values,
-            "url": f"{self.base_url}/{page_id.replace('-', '')}",
+            "url": f"{self.base_url}/p/{page_id.replace('-', '')}",
         }
         self.state["pages"][page_id] = page
         return page

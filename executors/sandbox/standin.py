@@ -11,7 +11,8 @@ what every stand-in needs, in one middleware, in this order for each request:
 
 Faults are switched from Python (`standin.faults.set(...)`) or over HTTP (`POST /_standin/faults`,
 used by the sandbox page). State is a JSON-able dict, optionally persisted to a file: loaded on
-start, saved after changes and on stop. Admin routes (`/_standin/...`) skip steps 1-4.
+start, saved after changes and on stop. Admin routes (`/_standin/...`) and `public_prefixes`
+skip steps 1-4.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class StandIn:
     `error_response` and `initial_state`; call `self.changed()` after mutating `self.state`."""
 
     name = "standin"
+    # Paths served like the admin routes (no record, fault, auth or limit): the web links a
+    # platform hands out (a page's or card's url), so the sandbox page can open them.
+    public_prefixes: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -141,7 +145,7 @@ class StandIn:
     # -- middleware --------------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(ADMIN):
+        if request.path.startswith((ADMIN, *self.public_prefixes)):
             return await handler(request)
         arrived = await self._record(request)
         response = await self._gate(request)

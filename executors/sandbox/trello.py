@@ -42,6 +42,7 @@ class TrelloError(Exception):
 
 class TrelloStandIn(StandIn):
     name = "trello"
+    public_prefixes = ("/c/",)
 
     def initial_state(self) -> dict[str, Any]:
         lists = {
@@ -92,6 +93,7 @@ class TrelloStandIn(StandIn):
         add("POST", "/1/cards/{id}/attachments", self._wrap(self._attach))
         add("DELETE", "/1/cards/{id}/attachments/{att}", self._wrap(self._detach))
         add("PUT", "/1/cards/{id}/{field}", self._wrap(self._set_field))
+        add("GET", "/c/{short}/{n}", self._wrap(self._web_card))
 
     # -- helpers for tests and the sandbox page ------------------------------------------------
     def cards(self, *, include_closed: bool = False) -> list[dict[str, Any]]:
@@ -228,6 +230,14 @@ class TrelloStandIn(StandIn):
         card["badges"]["attachments"] -= 1
         self._touched(card)
         return {"limits": {}}
+
+    async def _web_card(self, request: web.Request, body: dict[str, Any]) -> Any:
+        """A card's `url`: its JSON, so links from results open in the sandbox."""
+        short = request.match_info["short"]
+        card = next((c for c in self.cards(include_closed=True) if c["shortLink"] == short), None)
+        if card is None:
+            raise TrelloError(404, "Card not found")
+        return card
 
     # -- state ------------------------------------------------------------------------------
     def _find(self, kind: str, object_id: str, status: int = 404) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bot.config import load_settings
@@ -215,3 +216,12 @@ async def test_bad_token_is_auth_error_without_the_token(
 async def test_build_without_key_disables_platform() -> None:
     with pytest.raises(PlatformDisabled, match="NOTION_API_KEY is not set"):
         build(load_settings(_env_file=None, notion_api_key=None), CountingThrottle())
+
+
+async def test_result_url_opens_in_the_standin(
+    notion: tuple[NotionExecutor, NotionStandIn],
+) -> None:
+    executor, _ = notion
+    result = await executor.create_task({"title": "Open me"})
+    async with aiohttp.ClientSession() as http, http.get(result["url"]) as response:
+        assert (response.status, (await response.json())["id"]) == (200, result["id"])

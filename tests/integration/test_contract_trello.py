@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from bot.config import load_settings
@@ -234,3 +235,12 @@ async def test_build_without_credentials_disables_platform() -> None:
     settings = load_settings(_env_file=None, trello_api_key="k", trello_token=None)
     with pytest.raises(PlatformDisabled, match="TRELLO_TOKEN is not set"):
         build(settings, CountingThrottle())
+
+
+async def test_result_url_opens_in_the_standin(
+    trello: tuple[TrelloExecutor, TrelloStandIn],
+) -> None:
+    executor, _ = trello
+    result = await executor.create_card({"name": "Open me"})
+    async with aiohttp.ClientSession() as http, http.get(result["url"]) as response:
+        assert (response.status, (await response.json())["id"]) == (200, result["id"])
