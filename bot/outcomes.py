@@ -161,6 +161,8 @@ class WorkSignal:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), min(remaining, self._poll))
+            if self._path is None:
+                break  # no cheap change check (PostgreSQL): let the caller claim and see
         event.clear()
 
     async def _changed_elsewhere(self) -> bool:

@@ -187,7 +187,8 @@ class Queue:
                 if attempt == _SUBMIT_TRIES - 1:
                     raise
         if any(not r.duplicate for r in results):
-            self._note_due(min(self._available(s) for s in specs))
+            for when in {self._available(s) for s in specs}:
+                self._note_due(when)
             self.signal.set()
         return results
 
@@ -373,7 +374,11 @@ class Queue:
         """Return when work may be claimable: in-process submit, another process's commit,
         a retry or delayed action falling due, or `timeout` seconds."""
         if self._next_due is not None:
-            timeout = min(timeout, max(0.0, self._next_due - self.clock()))
+            until_due = self._next_due - self.clock()
+            if until_due <= 0:
+                self._next_due = None  # the next claim looks it up again
+                return
+            timeout = min(timeout, until_due)
         await self.signal.wait(timeout)
 
     def wake(self) -> None:

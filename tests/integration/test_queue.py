@@ -391,3 +391,13 @@ def test_migrate_runs_steps_and_refuses_newer(settings: Settings) -> None:
     with pytest.raises(RuntimeError, match="newer than this opsbot"):
         upgraded.write_sync(migrations.migrate)
     upgraded.close()
+
+
+async def test_wait_for_work_wakes_when_delayed_work_falls_due(
+    queue: Queue, clock: FakeClock
+) -> None:
+    await queue.submit([spec(not_before=clock() + 0.05)])
+    await queue.wait_for_work(0)  # consume the submit's own wake
+    await asyncio.wait_for(queue.wait_for_work(30), 5)  # returns at the due time, not 30 s
+    clock.advance(0.05)
+    assert len(await queue.claim("w", 5)) == 1
