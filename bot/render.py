@@ -53,7 +53,7 @@ def seconds(value: float | None) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "(none)") -> str:
-    """A plain fixed-width table; cells are cut at 60 characters to keep lines readable."""
+    """A plain fixed-width table; cells are cut at 90 characters to keep lines readable."""
     cells = [[_cell(v) for v in row] for row in rows]
     if not cells:
         return empty
@@ -65,7 +65,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "(
 
 def _cell(value: Any) -> str:
     text = "-" if value is None or value == "" else str(value).replace("\n", " ")
-    return text if len(text) <= 60 else text[:57] + "..."
+    return text if len(text) <= 90 else text[:87] + "..."
 
 
 def _line(values: Sequence[str], widths: list[int]) -> str:

@@ -209,3 +209,80 @@ async def test_recent_errors_and_approvals(
     assert [e["error"] for e in errors] == ["boom 3", "boom 2"]
     pending = await ops.approvals(ctx)
     assert [(p["id"], p["overdue"]) for p in pending] == [("old-ask", True), ("new-ask", False)]
+
+
+@pytest.fixture
+async def qctx(ctx: ops.OpsContext, queue: Any) -> ops.OpsContext:
+    ctx.queue = queue
+    return ctx
+
+
+async def test_submit_validates_and_stores(qctx: ops.OpsContext, store: Store) -> None:
+    from bot.actions import ActionInvalid
+
+    with pytest.raises(ActionInvalid) as caught:
+        await ops.submit(qctx, [{"type": "echo"}, {"type": "create_task"}], "cli")
+    assert "data.title" in str(caught.value)
+    assert statuses(store) == {}
+    done = await ops.submit(qctx, {"type": "echo", "idempotency_key": "k"}, "cli")
+    again = await ops.submit(qctx, {"type": "echo", "idempotency_key": "k"}, "cli")
+    assert again[0]["id"] == done[0]["id"] and again[0]["duplicate"]
+    assert statuses(store) == {done[0]["id"]: "queued"}
+    view = await ops.action_show(qctx, done[0]["id"])
+    assert view["status"] == "queued"
+    with pytest.raises(ops.NotFound):
+        await ops.action_show(qctx, "act_nope")
+
+
+async def test_dead_letters_replay_and_purge(
+    qctx: ops.OpsContext, store: Store, clock: FakeClock
+) -> None:
+    now = clock()
+    for i in range(3):
+        add_action(store, now, f"d{i}", "dead_lettered", finished_at=now - i, error="boom")
+    assert [d["id"] for d in await ops.dlq_list(qctx)] == ["d0", "d1", "d2"]
+    assert (await ops.dlq_replay(qctx, ["d1"], "cli:alice"))["replayed"] == 1
+    assert statuses(store)["d1"] == "queued"
+    with pytest.raises(ops.NotFound):
+        await ops.dlq_replay(qctx, ["d1"], "cli:alice")  # not a dead letter any more
+    with pytest.raises(ops.BadInput):
+        await ops.dlq_purge(qctx, [], "cli:alice")
+    assert (await ops.dlq_purge(qctx, None, "cli:alice"))["purged"] == 2
+    assert statuses(store) == {"d1": "queued"}
+
+
+async def test_live_breakers_and_pool_are_preferred(ctx: ops.OpsContext, clock: FakeClock) -> None:
+    from bot.flow.breaker import Breakers
+    from bot.routing import PLATFORMS
+
+    breakers = Breakers(PLATFORMS, threshold=1, clock=clock)
+    breakers.get("slack").record_failure(RuntimeError("down"))
+
+    class Pool:
+        workers, busy = 4, 3
+
+    ctx.breakers, ctx.pool = breakers, Pool()
+    view = {c["platform"]: c for c in await ops.circuits(ctx)}
+    assert view["slack"]["state"] == "open" and view["notion"]["state"] == "closed"
+    queue = await ops.queue_status(ctx)
+    assert (queue["worker_utilization"], queue["utilization_source"]) == (0.75, "pool")
+
+
+async def test_status_shows_disabled_platforms(ctx: ops.OpsContext) -> None:
+    ctx.disabled = {"notion": "NOTION_API_KEY is not set"}
+    platforms = {p["platform"]: p for p in (await ops.status(ctx))["platforms"]}
+    assert platforms["notion"] == {
+        "platform": "notion",
+        "enabled": False,
+        "reason": "NOTION_API_KEY is not set",
+    }
+    assert platforms["echo"]["enabled"] is True
+
+
+def test_redact_hides_secrets_and_url_passwords() -> None:
+    from bot.config import load_settings
+    from bot.render import redact
+
+    settings = load_settings(_env_file=None, slack_bot_token="xoxb-very-secret")
+    text = "token xoxb-very-secret at postgresql://opsbot:pw123@db/opsbot"
+    assert redact(text, settings) == "token *** at postgresql://opsbot:***@db/opsbot"
