@@ -401,3 +401,22 @@ async def test_wait_for_work_wakes_when_delayed_work_falls_due(
     await asyncio.wait_for(queue.wait_for_work(30), 5)  # returns at the due time, not 30 s
     clock.advance(0.05)
     assert len(await queue.claim("w", 5)) == 1
+
+
+async def test_two_stores_never_claim_the_same_action(
+    queue: Queue, settings: Settings, clock: FakeClock
+) -> None:
+    """Two processes' queues on one file: the guarded UPDATE gives each action to one of them."""
+    other = Queue(Store(settings.opsbot_database_url), settings, clock=clock)
+    await queue.submit([spec(data={"i": i}) for i in range(200)])
+
+    async def drain(q: Queue, owner: str) -> list[str]:
+        got: list[str] = []
+        while batch := await q.claim(owner, 7):
+            got += [c.id for c in batch]
+        return got
+
+    a, b = await asyncio.gather(drain(queue, "a"), drain(other, "b"))
+    assert len(a) + len(b) == 200 and not set(a) & set(b)
+    await other.close()
+    other.store.close()
