@@ -102,8 +102,10 @@ class NotionExecutor:
             matched = "idempotency_key" if key and _key_of(existing) == key else "title"
             return {**_page_result(existing), "duplicate": True, "matched": matched}
         properties = properties_for(source, {**data, "title": title})
-        if key and KEY_PROPERTY in source.types:
-            properties[KEY_PROPERTY] = {"rich_text": [{"text": {"content": str(key)}}]}
+        if KEY_PROPERTY in source.types:
+            # Also marks the page as opsbot's, which the same-title duplicate check relies on.
+            marker = str(key) if key else "opsbot"
+            properties[KEY_PROPERTY] = {"rich_text": [{"text": {"content": marker}}]}
         body: JSON = {"parent": {"data_source_id": source.id}, "properties": properties}
         if data.get("description"):
             body["children"] = [_paragraph(str(data["description"]))]

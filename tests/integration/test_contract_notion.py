@@ -166,7 +166,7 @@ async def test_same_title_matches_only_open_pages_created_by_opsbot(
 ) -> None:
     executor, standin = notion
     standin.add_page("Weekly sync")  # made by a person: no opsbot key
-    created = await executor.create_task({"title": "Weekly sync", "idempotency_key": "a"})
+    created = await executor.create_task({"title": "Weekly sync"})  # no key: marked as opsbot's
     assert created["duplicate"] is False
     again = await executor.create_task({"title": "Weekly sync", "idempotency_key": "b"})
     assert (again["id"], again["matched"]) == (created["id"], "title")
