@@ -151,6 +151,7 @@ _ROW_KEYS = (
     "run_id", "step_name",
 )  # fmt: skip
 _INSERT = Prepared(insert(A), _ROW_KEYS)
+_RECEIVED_AUDIT = audit_row(0.0, None, Status.RECEIVED.value, None)
 
 
 class Queue:
@@ -218,21 +219,24 @@ class Queue:
         now: float,
         conn: Connection,
     ) -> list[SubmitResult]:
-        known = _existing(conn, specs)
+        known = _existing(conn, specs) if any(s.idempotency_key or s.id for s in specs) else {}
         results: list[SubmitResult] = []
         rows: list[dict[str, Any]] = []
         audits: list[dict[str, Any]] = []
+        static: dict[tuple[str, str, bool], dict[str, Any]] = {}  # per (type, priority, flag)
         for spec in specs:
             keys = [(tag, v) for tag, v in (("key", spec.idempotency_key), ("id", spec.id)) if v]
             first = next((known[k] for k in keys if k in known), None)
             if first is not None:
                 results.append(replace(first, duplicate=True))
                 continue
-            row = self._row(spec, now, run_id, step_name)
+            shape = (spec.type, spec.priority, spec.requires_approval)
+            if shape not in static:
+                static[shape] = self._static(spec, now, run_id, step_name)
+            row = {**static[shape], **self._varying(spec, now)}
             rows.append(row)
-            audits.append(
-                audit_row(now, row["id"], Status.RECEIVED.value, row["status"], actor=actor)
-            )
+            audit = {**_RECEIVED_AUDIT, "at": now, "entity_id": row["id"], "actor": actor}
+            audits.append({**audit, "to_status": row["status"]})
             result = SubmitResult(row["id"], row["status"], False, None)
             results.append(result)
             known.update(dict.fromkeys(keys, result))
@@ -243,35 +247,40 @@ class Queue:
             self._active = (self._active or 0) + len(rows)
         return results
 
-    def _row(
+    def _static(
         self, spec: ActionSpec, now: float, run_id: str | None, step_name: str | None
     ) -> dict[str, Any]:
+        """The columns shared by every action of this type, priority and approval flag."""
         route = ROUTES[spec.type]
         needs_approval = spec.requires_approval or bool(route.approval_reason)
         status = Status.AWAITING_APPROVAL if needs_approval else Status.QUEUED
         return {
-            "id": spec.id or new_action_id(),
             "type": spec.type,
             "platform": spec.platform,
             "priority": spec.priority.value,
             "priority_rank": spec.priority.rank,
             "status": status.value,
-            "data": _dumps(spec.data),
-            "idempotency_key": spec.idempotency_key,
             "requires_approval": needs_approval,
             "approval_reason": route.approval_reason or ("requested" if needs_approval else None),
+            "attempts": 0,
+            "max_attempts": 1 + self.settings.max_retry_attempts,
+            "created_at": now,
+            "queued_at": now if status is Status.QUEUED else None,
+            "run_id": run_id,
+            "step_name": step_name,
+        }
+
+    def _varying(self, spec: ActionSpec, now: float) -> dict[str, Any]:
+        return {
+            "id": spec.id or new_action_id(),
+            "data": _dumps(spec.data),
+            "idempotency_key": spec.idempotency_key,
             "requested_by": spec.requested_by,
             "source": spec.source,
             "reason": spec.reason,
             "notify": spec.notify,
             "callback_url": spec.callback_url,
-            "attempts": 0,
-            "max_attempts": 1 + self.settings.max_retry_attempts,
-            "created_at": now,
-            "queued_at": now if status is Status.QUEUED else None,
             "available_at": max(now, self._available(spec)),
-            "run_id": run_id,
-            "step_name": step_name,
         }
 
     @staticmethod
