@@ -9,9 +9,8 @@ over to the runtime.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
-import logging
-import os
 import sys
 from typing import Annotated, Any
 
@@ -21,6 +20,7 @@ from bot import render
 from bot.cli_errors import CliFailure, fail, usage_error_line
 from bot.commands import COMMANDS, Command
 from bot.config import Settings, load_settings
+from bot.logs import configure_logging
 from bot.ops.context import OpsContext
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -50,7 +50,11 @@ def _options(ctx: typer.Context, json_: JsonOpt = False) -> None:
 
 
 def actor() -> str:
-    return f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
+    """`cli:<login>`: who ran the command, for the audit rows."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return "cli:unknown"
 
 
 def _settings() -> Settings:
@@ -236,7 +240,7 @@ def _serve(drain: bool) -> None:
     settings: Settings | None = None
     try:
         settings = _settings()
-        logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+        configure_logging(settings)
         code = run_worker(settings, drain)
     except Exception as exc:
         fail(exc, settings)

@@ -13,19 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import Settings
+from bot.logs import REDACTED, Redactor, secrets_of
 
 _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
 
 
 def redact(text: str, settings: Settings | None = None) -> str:
-    """Hide URL passwords and the value of every secret setting."""
-    text = _URL_PASSWORD.sub(r"\1***@", text)
-    if settings is not None:
-        for value in settings.model_dump().values():
-            secret = value.get_secret_value() if hasattr(value, "get_secret_value") else None
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, "***")
-    return text
+    """Hide URL passwords, token shapes and the value of every secret setting (bot.logs rules)."""
+    text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    return Redactor(secrets_of(settings) if settings is not None else [])(text)
 
 
 def to_json(result: Any) -> str:
@@ -262,16 +258,16 @@ _ACTION_FIELDS = (
     "served_by",
     "fallback_used",
     "worker",
-    "queue_wait_ms",
-    "run_ms",
     "error_kind",
     "error",
 )
+_ACTION_MS = ("queue_wait_ms", "run_ms")
 _ACTION_TIMES = ("created_at", "queued_at", "available_at", "started_at", "finished_at")
 
 
 def view_action(v: dict[str, Any]) -> str:
     fields = [(k, v.get(k)) for k in _ACTION_FIELDS if k in v]
+    fields += [(k, seconds(v[k] / 1000) if v.get(k) is not None else None) for k in _ACTION_MS]
     fields += [(k, when(v.get(k))) for k in _ACTION_TIMES if k in v]
     parts = [pairs(fields), "", "data: " + json.dumps(v.get("data"), default=str)]
     if v.get("result") is not None:

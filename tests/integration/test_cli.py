@@ -27,7 +27,7 @@ ECHO = {"type": "echo", "data": {"n": 1}}
 def env(tmp_path: Path) -> dict[str, str]:
     """A clean environment on the test's own database (no .env: the cwd is tmp_path)."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("OPSBOT_", "SLACK_"))}
-    return {**keep, "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}", "USER": "alice"}
+    return {**keep, "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}", "LOGNAME": "alice"}
 
 
 @pytest.fixture

@@ -285,4 +285,4 @@ def test_redact_hides_secrets_and_url_passwords() -> None:
 
     settings = load_settings(_env_file=None, slack_bot_token="xoxb-very-secret")
     text = "token xoxb-very-secret at postgresql://opsbot:pw123@db/opsbot"
-    assert redact(text, settings) == "token *** at postgresql://opsbot:***@db/opsbot"
+    assert redact(text, settings) == "token [REDACTED] at postgresql://opsbot:[REDACTED]@db/opsbot"
