@@ -557,28 +557,33 @@ def decide_tx(
     return True
 
 
+_EXPIRY_COLUMNS = (
+    A.c.id, A.c.type, A.c.platform, A.c.priority, A.c.attempts, A.c.run_id, A.c.step_name,
+    A.c.notify, A.c.callback_url, A.c.requested_by, A.c.source, A.c.idempotency_key,
+)  # fmt: skip
+
+
 def expire_approvals_tx(cutoff: float, now: float, conn: Connection) -> list[dict[str, Any]]:
-    expired = Status.EXPIRED.value
-    ids = list(
-        conn.execute(
-            select(A.c.id).where(A.c.status == _AWAITING, A.c.created_at < cutoff)
-        ).scalars()
-    )
-    if not ids:
-        return []
-    stmt = (
-        update(A)
-        .where(A.c.id.in_(ids), A.c.status == _AWAITING)
-        .values(status=expired, finished_at=now, error="approval expired")
-    )
-    conn.execute(stmt)
+    """Expire actions awaiting approval since before `cutoff`; returns bus views of them."""
+    expired, error = Status.EXPIRED.value, "approval expired"
+    waiting = select(*_EXPIRY_COLUMNS).where(A.c.status == _AWAITING, A.c.created_at < cutoff)
+    rows = [dict(r._mapping) for r in conn.execute(waiting)]
+    ids = [r["id"] for r in rows]
+    for i in range(0, len(ids), 500):
+        stmt = (
+            update(A)
+            .where(A.c.id.in_(ids[i : i + 500]), A.c.status == _AWAITING)
+            .values(status=expired, finished_at=now, error=error)
+        )
+        conn.execute(stmt)
     write_audit(
         conn, [audit_row(now, i, _AWAITING, expired, actor="approval-timeout") for i in ids]
     )
-    return [
-        {"id": i, "status": expired, "event": "final", "final": True, "error": "approval expired"}
-        for i in ids
-    ]
+    outcome = {"status": expired, "event": "final", "final": True, "error": error,
+               "error_kind": "expired", "result": None, "served_by": None,
+               "fallback_used": False, "worker": None, "finished_at": now, "run_ms": None,
+               "available_at": None}  # fmt: skip
+    return [{**row, **outcome} for row in rows]
 
 
 # -- views (any thread; take a connection) ----------------------------------------------------
