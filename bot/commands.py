@@ -59,7 +59,7 @@ class UsageError(ValueError):
 
 
 PLATFORM = Arg("platform", "platform", "one platform (all when left out)")
-STUCK_ONLY = Arg("stuck_only", "flag", "only actions running longer than OPSBOT_STUCK_AFTER")
+STUCK_ONLY = Arg("stuck_only", "flag", "only stuck actions (see queue stuck)")
 
 
 def _c(
@@ -93,7 +93,7 @@ COMMANDS: dict[str, Command] = {
         ),
         _c(
             "queue stuck",
-            "Actions running longer than OPSBOT_STUCK_AFTER seconds",
+            "Actions running, or due and unclaimed, for longer than OPSBOT_STUCK_AFTER seconds",
             lambda ctx, a, actor: ops.stuck(ctx),
             render.view_stuck,
             slack="stuck",

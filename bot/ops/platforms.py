@@ -8,6 +8,7 @@ command.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from executors.base import Executor, no_throttle
 from executors.registry import build_executors
 
 CHECK_TIMEOUT_S = 15.0
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -33,10 +35,14 @@ async def built_executors(
             await executor.aclose()
 
 
-async def disabled_platforms(settings: Settings) -> dict[str, str]:
-    """platform -> why it is disabled (missing credentials ...), for `status`."""
-    async with built_executors(settings) as (_executors, disabled):
-        return dict(disabled)
+async def disabled_platforms(settings: Settings) -> dict[str, str] | None:
+    """platform -> why it is disabled (missing credentials ...), for `status`; None if unknown."""
+    try:
+        async with built_executors(settings) as (_executors, disabled):
+            return dict(disabled)
+    except Exception as exc:  # status must still answer when one platform's setup is broken
+        log.warning("cannot tell which platforms are enabled: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 async def check(ctx: OpsContext, platform: str | None = None) -> list[dict[str, Any]]:
