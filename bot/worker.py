@@ -30,6 +30,7 @@ from bot.flow.fallback import FallbackChain
 from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy, classify, error_kind, retry_after_of, status_of
 from bot.queue import Claimed, Outcome, Queue
+from bot.routing import PLATFORMS
 from executors.base import Executor, PlatformDisabled, RateLimited
 
 if TYPE_CHECKING:
@@ -57,13 +58,11 @@ class WorkerPool:
         clock: Callable[[], float] = time.time,
         *,
         store: Store | None = None,
-        disabled: Mapping[str, str] | None = None,
         attempt_timeout: float = ATTEMPT_TIMEOUT,
     ) -> None:
         self.queue, self.executors, self.limiters = queue, executors, limiters
         self.breakers, self.policy, self.fallbacks = breakers, policy, fallbacks
         self.settings, self.clock, self.store = settings, clock, store
-        self.disabled = dict(disabled or {})
         self.attempt_timeout = attempt_timeout
         self.workers = settings.queue_workers
         self.prefetch = max(2 * self.workers, 200)  # measured: 200-250 drains fastest
@@ -175,10 +174,13 @@ class WorkerPool:
         now = self.clock()
         self._parked = {p: t for p, t in self._parked.items() if t > now}
         blocked = self.breakers.blocked()
-        # An open platform stays claimable when some of its types have a fallback, unless an
-        # action without one had to wait recently (parked): that avoids claim/release churn.
+        # A platform this process cannot serve now (circuit open, or disabled here: another
+        # process may have its credentials) is left queued. It stays claimable when some of its
+        # types have a fallback, unless an action without one had to wait recently (parked):
+        # that avoids claim/release churn.
+        unusable = blocked | (frozenset(PLATFORMS) - self.executors.keys())
         exclude = frozenset(
-            p for p in blocked if p in self._parked or not self.fallbacks.has_fallback(p)
+            p for p in unusable if p in self._parked or not self.fallbacks.has_fallback(p)
         )
         return await self.queue.claim(
             self.owner, limit, exclude=exclude, only_one=self.breakers.half_open() - blocked
@@ -212,10 +214,7 @@ class WorkerPool:
             return Outcome(claimed.id, "release", started, self.clock(), worker)
         platform, action_type, data = route
         fallback_used = platform != claimed.platform
-        executor = self.executors.get(platform)
-        if executor is None:
-            error = PlatformDisabled(self.disabled.get(platform, "no executor"), platform=platform)
-            return self._failed(claimed, worker, started, error, platform, fallback_used)
+        executor = self.executors[platform]
         breaker = self.breakers.get(platform)
         operation = executor.operations.get(action_type)
         try:
@@ -248,8 +247,6 @@ class WorkerPool:
         if target and target[0] in self.executors and self.breakers.get(target[0]).allow():
             data = self.fallbacks.translate(claimed.type, target[1], claimed.data)
             return target[0], target[1], data
-        if not usable:  # disabled and no fallback: fail for good, saying why
-            return platform, claimed.type, claimed.data
         return None
 
     def _failed(
