@@ -61,6 +61,7 @@ class NotionExecutor:
         self._database_id = database_id
         self._sources: dict[str, Source] = {}  # data source id -> schema
         self._by_database: dict[str, str] = {}  # database id -> data source id
+        self._bot_id: str | None = None  # this integration's user, the author of its pages
         http = httpx.AsyncClient(event_hooks={"request": [self._before_request]})
         self._client = AsyncClient(
             client=http,
@@ -204,8 +205,10 @@ class NotionExecutor:
         return self._sources[data_source_id]
 
     async def _find_duplicate(self, source: Source, title: str, key: Any) -> JSON | None:
-        """An open page with the same idempotency key, or the same title created by opsbot."""
+        """An open page with the same idempotency key, or the same title created by opsbot
+        (marked in the Opsbot Key property, or else created by this integration's bot user)."""
         same_title: JSON = {"property": source.title, "title": {"equals": title}}
+        author: str | None = None
         if KEY_PROPERTY in source.types:
             by_opsbot = {"property": KEY_PROPERTY, "rich_text": {"is_not_empty": True}}
             conditions: list[JSON] = [{"and": [same_title, by_opsbot]}]
@@ -213,14 +216,21 @@ class NotionExecutor:
                 conditions.append({"property": KEY_PROPERTY, "rich_text": {"equals": str(key)}})
             query: JSON = {"or": conditions}
         else:
-            query = same_title
+            query, author = same_title, await self._bot_user()
         found = await self._sdk(
             self._client.data_sources.query(data_source_id=source.id, filter=query, page_size=10)
         )
         for page in found.get("results", []):
-            if not page.get("in_trash") and not _is_closed(page, source):
+            mine = author is None or (page.get("created_by") or {}).get("id") == author
+            if mine and not page.get("in_trash") and not _is_closed(page, source):
                 return dict(page)
         return None
+
+    async def _bot_user(self) -> str:
+        if self._bot_id is None:
+            me = await self._sdk(self._client.users.me())
+            self._bot_id = str(me["id"])
+        return self._bot_id
 
     async def _sdk(self, call: Awaitable[T]) -> T:
         """Await one SDK call, translating its exceptions into the shared error tree."""

@@ -7,6 +7,7 @@ Assignee (people), Due (date), Priority (select) and Opsbot Key (rich_text) prop
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ TOKEN = "secret_sandbox_notion"
 DATABASE_ID = "5b1f6a3e-9c1d-4f00-8a11-0000000000db"
 DATA_SOURCE_ID = "5b1f6a3e-9c1d-4f00-8a11-0000000000d5"
 BOT_USER_ID = "5b1f6a3e-9c1d-4f00-8a11-00000000b07a"
+PERSON_ID = "5b1f6a3e-9c1d-4f00-8a11-0000000ae501"  # the author of pages seeded by add_page
 
 _CODES = {
     400: "validation_error",
@@ -70,7 +72,9 @@ class NotionStandIn(StandIn):
     def initial_state(self) -> dict[str, Any]:
         return {
             "databases": {DATABASE_ID: {"title": "Opsbot tasks", "data_sources": [DATA_SOURCE_ID]}},
-            "data_sources": {DATA_SOURCE_ID: {"database_id": DATABASE_ID, "properties": SCHEMA}},
+            "data_sources": {
+                DATA_SOURCE_ID: {"database_id": DATABASE_ID, "properties": copy.deepcopy(SCHEMA)}
+            },
             "pages": {},
             "comments": {},
         }
@@ -107,7 +111,7 @@ class NotionStandIn(StandIn):
     def add_page(self, title: str, **properties: dict[str, Any]) -> dict[str, Any]:
         """Seed a page directly (no request), with property values in request shape."""
         props = {"Name": {"title": [{"text": {"content": title}}]}, **properties}
-        return self._new_page(DATA_SOURCE_ID, props)
+        return self._new_page(DATA_SOURCE_ID, props, author=PERSON_ID)
 
     # -- handlers ---------------------------------------------------------------------------
     def _wrap(self, handler: Any) -> Any:
@@ -220,7 +224,9 @@ class NotionStandIn(StandIn):
             raise NotionError(404, f"Could not find {kind[:-1]} with ID: {object_id}.")
         return found
 
-    def _new_page(self, ds_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+    def _new_page(
+        self, ds_id: str, properties: dict[str, Any], author: str = BOT_USER_ID
+    ) -> dict[str, Any]:
         schema = self.state["data_sources"][ds_id]["properties"]
         page_id = str(uuid.uuid4())
         stamp = _now()
@@ -230,6 +236,7 @@ class NotionStandIn(StandIn):
             "object": "page",
             "id": page_id,
             "created_time": stamp,
+            "created_by": {"object": "user", "id": author},
             "last_edited_time": stamp,
             "parent": {"type": "data_source_id", "data_source_id": ds_id},
             "archived": False,

@@ -11,7 +11,13 @@ import pytest
 from bot.config import load_settings
 from executors.base import JSON, PermanentError, PlatformDisabled, RateLimited
 from executors.notion import NotionExecutor, build
-from executors.sandbox.notion import DATABASE_ID, TOKEN, NotionStandIn, plain_text
+from executors.sandbox.notion import (
+    DATA_SOURCE_ID,
+    DATABASE_ID,
+    TOKEN,
+    NotionStandIn,
+    plain_text,
+)
 from tests.integration.contract import (
     SLOW_TIMEOUT,
     ContractSuite,
@@ -176,6 +182,18 @@ async def test_same_title_matches_only_open_pages_created_by_opsbot(
     await executor.update_task({"page_id": created["id"], "status": "Done"})
     fresh = await executor.create_task({"title": "Weekly sync", "idempotency_key": "c"})
     assert fresh["duplicate"] is False and len(standin.pages()) == 3
+
+
+async def test_without_key_property_same_title_matches_pages_by_the_bot(
+    notion: tuple[NotionExecutor, NotionStandIn],
+) -> None:
+    executor, standin = notion
+    del standin.state["data_sources"][DATA_SOURCE_ID]["properties"]["Opsbot Key"]
+    standin.add_page("Standup")  # a person's page
+    created = await executor.create_task({"title": "Standup"})
+    again = await executor.create_task({"title": "Standup"})
+    assert (created["duplicate"], again["duplicate"], again["id"]) == (False, True, created["id"])
+    assert len(standin.pages()) == 2
 
 
 async def test_sdk_retries_are_off(notion: tuple[NotionExecutor, NotionStandIn]) -> None:
