@@ -75,7 +75,7 @@ class Runtime:
         self.executors, self.disabled = build_executors(settings, self.limiters.throttle)
         self.pool = WorkerPool(
             self.queue, self.executors, self.limiters, self.breakers, self.policy,
-            self.fallbacks, settings, self.clock, store=self.store,
+            self.fallbacks, settings, self.clock, store=self.store, disabled=self.disabled,
         )  # fmt: skip
         await self.pool.start()
         try:

@@ -58,12 +58,14 @@ class WorkerPool:
         clock: Callable[[], float] = time.time,
         *,
         store: Store | None = None,
+        disabled: Mapping[str, str] | None = None,
         attempt_timeout: float = ATTEMPT_TIMEOUT,
     ) -> None:
         self.queue, self.executors, self.limiters = queue, executors, limiters
         self.breakers, self.policy, self.fallbacks = breakers, policy, fallbacks
         self.settings, self.clock, self.store = settings, clock, store
         self.attempt_timeout = attempt_timeout
+        self.disabled = disabled  # platform -> why this process cannot serve it (for the log)
         self.workers = settings.queue_workers
         self.prefetch = max(2 * self.workers, 200)  # measured: 200-250 drains fastest
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -89,6 +91,8 @@ class WorkerPool:
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        for platform, reason in (self.disabled or {}).items():
+            log.info("%s actions stay queued in this process: %s", platform, reason)
         await self._sync_circuits()
         self._recorder = asyncio.create_task(self._record_loop(), name="opsbot-recorder")
         self._workers = [
