@@ -178,13 +178,17 @@ def installed() -> Path:
     return OPSBOT
 
 
-def test_process_submit_then_worker_drain(
-    installed: Path, env: dict[str, str], tmp_path: Path
+def test_process_paused_actions_stay_queued_until_resume(
+    installed: Path, cli: Any, env: dict[str, str], tmp_path: Path
 ) -> None:
+    """pause -> submit -> worker --drain leaves them queued; resume -> drain runs them all."""
     actions = tmp_path / "actions.json"
     actions.write_text(json.dumps([ECHO] * 20))
-    submitted = opsbot(env, tmp_path, "submit", str(actions))
-    assert submitted.returncode == 0, submitted.stderr
+    assert cli("pause", "echo").exit_code == 0
+    assert cli("submit", str(actions)).exit_code == 0
+    assert opsbot(env, tmp_path, "worker", "--drain").returncode == 0
+    assert rows(env, "SELECT status, count(*) FROM actions GROUP BY status") == [("queued", 20)]
+    assert cli("resume", "echo").exit_code == 0
     drained = opsbot(env, tmp_path, "worker", "--drain")
     assert drained.returncode == 0, drained.stderr
     assert rows(env, "SELECT status, count(*) FROM actions GROUP BY status") == [("succeeded", 20)]
