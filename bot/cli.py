@@ -161,7 +161,7 @@ def dlq_purge(
     ctx: typer.Context, ids: IdsArg = None, all_: AllOpt = False, json_: JsonOpt = False
 ) -> None:
     # `dlq purge` alone purges everything, as the runbook's one-word command does.
-    _run(ctx, "dlq purge", {"ids": list(ids) if ids else None}, json_)
+    _run(ctx, "dlq purge", {"ids": _ids(ids, all_) if ids or all_ else None}, json_)
 
 
 @app.command("pause", help=COMMANDS["pause"].help)
