@@ -187,6 +187,7 @@ class CardKeeper:
         self._cards: dict[str, dict[str, Any]] = {}  # id -> {"channel", "ts", "shown"}
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._updates: set[asyncio.Task[None]] = set()
 
@@ -195,23 +196,29 @@ class CardKeeper:
         self._unsubscribe = self.door.queue.subscribe(self._on_outcome)
         self._task = asyncio.create_task(self._loop(), name="opsbot-approval-cards")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Let a round in progress finish (a card posted but not yet recorded would be posted
+        again after a restart), then stop."""
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         if self._updates:
             await asyncio.gather(*self._updates, return_exceptions=True)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.sync()
             except Exception:  # Slack or the store hiccupped: try again next round
                 log.exception("keeping approval cards failed")
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
 
     async def sync(self) -> None:
         """Expire overdue approvals (OPSBOT_APPROVAL_TIMEOUT); post missing cards; refresh cards
