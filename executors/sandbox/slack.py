@@ -311,8 +311,17 @@ class SlackStandIn(StandIn):
         return {"channels": listed, "response_metadata": {"next_cursor": ""}}
 
     def m_conversations_history(self, p: JSON) -> JSON:
-        messages = self.messages(p.get("channel", ""))
-        return {"messages": list(reversed(messages)), "has_more": False}
+        """Top-level messages, newest first, up to `latest` (inclusive when asked), `limit`."""
+        latest, inclusive = p.get("latest"), str(p.get("inclusive")).lower() in ("1", "true")
+        messages = [
+            m
+            for m in reversed(self.messages(p.get("channel", "")))
+            if not m.get("thread_ts")
+            and (latest is None or float(m["ts"]) < float(latest)
+                 or (inclusive and m["ts"] == str(latest)))
+        ]  # fmt: skip
+        limit = int(p.get("limit") or 100)
+        return {"messages": messages[:limit], "has_more": len(messages) > limit}
 
     def m_users_info(self, p: JSON) -> JSON:
         user = self.users.get(str(p.get("user")))

@@ -96,6 +96,7 @@ async def test_update_message_records_previous_and_compensation_restores(
     standin: SlackStandIn, executor: SlackExecutor
 ) -> None:
     posted = await executor.operations["send_notification"]({"channel": "#general", "text": "v1"})
+    await executor.operations["send_notification"]({"channel": "#general", "text": "newer"})
     data = {"channel": posted["channel"], "ts": posted["ts"], "text": "v2"}
     updated = await executor.operations["update_message"](data)
     assert updated["previous"]["text"] == "v1"
