@@ -279,6 +279,34 @@ async def test_platform_disabled_here_is_left_queued_for_another_process(
     assert not await harness.attempts(ids[0])
 
 
+async def test_rate_limit_holds_across_retries(harness: Harness) -> None:
+    limiters = RateLimiters({"echo": (5, 0.5)})
+    limiter = limiters.get("echo")
+    assert limiter is not None
+    grants: list[float] = []
+
+    async def throttle() -> None:
+        await limiter.acquire()
+        grants.append(time.monotonic())  # the limiter's own clock
+
+    harness.limiters = limiters
+    harness.executors["echo"] = EchoExecutor(throttle)
+    harness.breakers = Breakers(PLATFORMS, threshold=100)  # failures here are on purpose
+    harness.pool = harness.make_pool()
+    ids = await harness.submit(
+        *(echo(fail="retryable", fail_times=1, key=f"k{i}") for i in range(8)),
+        *(echo(n=i) for i in range(8)),
+    )
+    await harness.pool.start()
+    try:
+        views = await harness.wait_for(ids, FINAL, limit=20)
+    finally:
+        await harness.pool.stop(1.0)
+    assert all(v["status"] == "succeeded" for v in views)
+    assert len(grants) == 24  # 16 first attempts + 8 retries, each one acquired
+    assert max(sum(1 for t in grants if start <= t < start + 0.5) for start in grants) <= 5
+
+
 def test_registry_always_has_echo_and_names_disabled_platforms(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     executors, disabled = build_executors(settings, RateLimiters(settings.rate_limits).throttle)
