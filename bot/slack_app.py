@@ -92,11 +92,14 @@ class SlackService:
         *,
         ping_interval: float = 10.0,
         card_interval: float = 1.0,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.ping_interval = ping_interval
         self.card_interval = card_interval
+        self.connect_timeout = connect_timeout
+        self._connecting: asyncio.Task[None] | None = None
         self.door: FrontDoor | None = None
         self.app: AsyncApp | None = None
         self.handler: AsyncSocketModeHandler | None = None
@@ -129,8 +132,19 @@ class SlackService:
         self.door.cards = self._keeper = CardKeeper(self.door, interval=self.card_interval)
         await self._keeper.start()
         self._unsubscribe = rt.queue.subscribe(self._on_outcome)
-        await self.handler.connect_async()  # type: ignore[no-untyped-call]
-        log.info("Slack connected over Socket Mode (%s)", settings.slack_api_url)
+        await self._connect()
+
+    async def _connect(self) -> None:
+        """slack_sdk's connect() retries until it succeeds: bound the wait so the workers keep
+        running while Slack is unreachable at boot; the connection completes in the background."""
+        assert self.handler is not None
+        connect = self.handler.connect_async()  # type: ignore[no-untyped-call]
+        self._connecting = asyncio.create_task(connect)
+        done, _ = await asyncio.wait({self._connecting}, timeout=self.connect_timeout)
+        if done:
+            log.info("Slack connected over Socket Mode (%s)", self.settings.slack_api_url)
+        else:
+            log.warning("Slack is not reachable yet; still connecting in the background")
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -138,6 +152,10 @@ class SlackService:
             self._unsubscribe = None
         if self._notices:
             await asyncio.gather(*self._notices, return_exceptions=True)
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
         if self.handler is not None:
             await self.handler.close_async()  # type: ignore[no-untyped-call]
             self.handler = None

@@ -318,3 +318,17 @@ async def test_an_opened_circuit_posts_one_alert(settings: Any, slack: SlackStan
         await surface.rules.evaluate()  # the condition lasts: no second message
         alerts = circuit_alerts()
         assert len(alerts) == 1 and "Circuit opened: echo" in alerts[0]["text"]
+
+
+async def test_start_does_not_wait_for_an_unreachable_slack(
+    settings: Any, slack: SlackStandIn
+) -> None:
+    slack.faults.set("503", path="/api/apps.connections.open", count=2)
+    runtime = Runtime(settings)
+    service = SlackService(settings, runtime, ping_interval=0.2, connect_timeout=0.1)
+    runtime.services.append(service)
+    async with runtime:  # entered although Slack refused the first connections
+        assert not slack.connected
+        await slack.wait_for(lambda: slack.connected)
+        await (await slack.slash_command("status", user=BOB))
+        assert await Bot(runtime, service, slack).responses(BOB)
