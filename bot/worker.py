@@ -22,7 +22,10 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, bindparam, text
 
 from bot.config import Settings
 from bot.flow.breaker import Breakers
@@ -323,20 +326,19 @@ class WorkerPool:
             return True
         if self.store is None:
             return False
-        return await self.store.read(_runnable_left)
+        served = [p for p in PLATFORMS if p in self.executors or self.fallbacks.has_fallback(p)]
+        return await self.store.read(partial(_runnable_left, served))
 
 
-def _runnable_left(conn: Any) -> bool:
-    """Any action still to run: queued (now or later), scheduled for retry or running, on a
-    platform that is not paused."""
-    from sqlalchemy import text
-
+def _runnable_left(platforms: list[str], conn: Connection) -> bool:
+    """Any action still to run here: queued (now or later) or running, on a platform this
+    process serves and nobody paused. Actions of platforms served elsewhere do not count."""
     sql = text(
         "SELECT 1 FROM actions WHERE status IN ('queued', 'retry_scheduled', 'running') "
-        "AND platform NOT IN (SELECT platform FROM pauses) "
+        "AND platform IN :platforms AND platform NOT IN (SELECT platform FROM pauses) "
         "AND NOT EXISTS (SELECT 1 FROM pauses WHERE platform = '*') LIMIT 1"
-    )
-    return conn.execute(sql).first() is not None
+    ).bindparams(bindparam("platforms", expanding=True))
+    return conn.execute(sql, {"platforms": platforms}).first() is not None
 
 
 async def _cancel(task: asyncio.Task[Any] | None) -> None:

@@ -307,6 +307,15 @@ async def test_rate_limit_holds_across_retries(harness: Harness) -> None:
     assert max(sum(1 for t in grants if start <= t < start + 0.5) for start in grants) <= 5
 
 
+async def test_run_until_drained_ignores_platforms_served_elsewhere(harness: Harness) -> None:
+    ids = await harness.submit(
+        *(echo(n=i) for i in range(20)), {"type": "send_notification", "data": {"text": "x"}}
+    )
+    await asyncio.wait_for(harness.pool.run_until_drained(), 10)
+    views = [await harness.queue.get(i) for i in ids]
+    assert [v["status"] for v in views] == ["succeeded"] * 20 + ["queued"]
+
+
 def test_registry_always_has_echo_and_names_disabled_platforms(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     executors, disabled = build_executors(settings, RateLimiters(settings.rate_limits).throttle)
