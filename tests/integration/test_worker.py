@@ -158,6 +158,22 @@ async def test_retries_then_success(harness: Harness) -> None:
     assert attempts[0]["error_kind"] == "RetryableError"
 
 
+async def test_429_waits_at_least_retry_after(harness: Harness) -> None:
+    ids = await harness.submit(echo(fail="rate_limited", fail_times=1, key="rl", retry_after=0.3))
+    await harness.pool.start()
+    try:
+        (view,) = await harness.wait_for(ids, FINAL)
+    finally:
+        await harness.pool.stop(1.0)
+    first, second = await harness.attempts(ids[0])
+    assert (first["error_kind"], first["retry_after"], view["status"]) == (
+        "RateLimited",
+        0.3,
+        "succeeded",
+    )
+    assert second["started_at"] - first["finished_at"] >= 0.3
+
+
 async def test_permanent_failure_and_exhausted_retries_are_dead_lettered(
     harness: Harness,
 ) -> None:
