@@ -84,6 +84,7 @@ class Store:
         self.engine = make_engine(url)
         self.schema_version = init_schema(self.engine)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsbot-db-write")
+        self._writer_conn: Connection | None = None  # used on the writer thread only
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsbot-db-read")
 
     @property
@@ -93,7 +94,28 @@ class Store:
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(conn)` in one transaction on the writer thread; committed when this returns."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self.write_sync, fn)
+        return await loop.run_in_executor(self._writer, self._write_on_writer, fn)
+
+    def _write_on_writer(self, fn: Callable[[Connection], T]) -> T:
+        """write_sync on the writer thread, over one connection kept open for its life: a
+        pool checkout and SQLAlchemy's begin/commit events per write cost about as much as
+        the commit itself, and the queue commits thousands of times a second."""
+        conn = self._writer_conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer_conn = self.engine.connect()
+        try:
+            result = fn(conn)
+            if conn.in_transaction():
+                conn.commit()
+            else:  # only statements run on the DBAPI cursor (bot.store.prepared)
+                conn.connection.driver_connection.commit()  # type: ignore[union-attr]
+            return result
+        except BaseException:
+            if conn.in_transaction():
+                conn.rollback()
+            elif not conn.invalidated:
+                conn.connection.driver_connection.rollback()  # type: ignore[union-attr]
+            raise
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -108,6 +130,9 @@ class Store:
             return fn(conn)
 
     def close(self) -> None:
+        if self._writer_conn is not None:
+            self._writer.submit(self._writer_conn.close).result()
+            self._writer_conn = None
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
         self.engine.dispose()
