@@ -1,0 +1,288 @@
+"""Rate-limit benchmark: N actions per platform through the whole path, all platforms at once.
+
+Path: Queue.submit on a temporary SQLite file -> worker pool -> per-platform sliding-window
+limiter -> executor -> the platform's real SDK -> a local stand-in on 127.0.0.1 that enforces
+the seed's limit (Notion 3/s, Trello 100/10 s, Slack 1/s, Drive 1000/100 s, Sheets 100/100 s)
+by arrival time and answers 429 above it. Stand-ins share the event loop with the bot.
+
+Run: `.venv/bin/python bench/rate_limit_bench.py [--actions 300] [--platforms notion,slack]
+[--scale 10] [--workers 5] [--runs 1]`. At the seed limits a run takes ~10 minutes (Slack sends
+two requests per notification at 1/s). `--scale` multiplies every limit (limiter and stand-in)
+for quick runs; only `--scale 1` figures compare with the seed. Goal (issue 3): >= 95% of the
+limit with zero 429s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import text
+
+from bot.actions import parse_actions
+from bot.config import DEFAULT_RATE_LIMITS, Settings
+from bot.flow.ratelimit import DEFAULT_MARGIN
+from bot.runtime import Runtime
+from executors.sandbox import notion, slack, trello
+from executors.sandbox.google import start_google_standins
+from executors.sandbox.standin import StandIn
+
+PLATFORMS = ("notion", "trello", "slack", "drive", "sheets")
+Maker = Callable[[int], dict[str, Any]]
+ACTIONS: dict[str, tuple[str, Maker]] = {
+    "notion": ("create_task", lambda i: {"title": f"bench task {i}"}),
+    "trello": ("create_card", lambda i: {"name": f"bench card {i}"}),
+    "slack": ("send_notification", lambda i: {"channel": "#operations", "text": f"bench {i}"}),
+    "drive": ("upload_file", lambda i: {"name": f"bench-{i}.txt", "content": f"file {i}"}),
+    "sheets": ("append_row", lambda i: {"values": [i, "bench"], "sheet": "Sheet1"}),
+}
+DEFINITIONS = """\
+requests   requests the stand-in received (every HTTP request counts against the limit)
+achieved   steady-state pace: request k may go no earlier than one window after request k-N
+           (N = limit per window), so the last request k is compared with request k mod N in
+           the opening window: achieved = limit x (k div N) windows / (t_k - t_{k mod N}),
+           arrival times at the stand-in, requests answered below 400. 100% = exactly at the
+           limit. n/a: the requests fit in one window, the limit never bound.
+max/win    most requests served in any window-long interval, vs the limit N
+429s       answered by the stand-in's enforced limit
+wait       queue wait (actions.queue_wait_ms): available -> claimed; all actions are submitted
+           at t=0, so it is dominated by the backlog draining at the limit
+wall       submit -> last action of that platform final"""
+
+
+@dataclass
+class Row:
+    platform: str
+    actions: int
+    succeeded: int
+    requests: int
+    limit: tuple[int, float]
+    achieved_pct: float | None
+    max_in_window: int
+    rate_limited: int
+    wait_p50_ms: float
+    wait_p99_ms: float
+    wall_s: float
+
+
+def scaled_limits(scale: float) -> dict[str, tuple[int, float]]:
+    return {p: (max(1, round(DEFAULT_RATE_LIMITS[p][0] * scale)), DEFAULT_RATE_LIMITS[p][1])
+            for p in PLATFORMS}  # fmt: skip
+
+
+async def start_standins(
+    platforms: list[str], limits: dict[str, tuple[int, float]], stack: contextlib.AsyncExitStack
+) -> tuple[dict[str, StandIn], dict[str, Any]]:
+    """The stand-ins of `platforms` and the Settings overrides that point opsbot at them."""
+    standins: dict[str, StandIn] = {}
+    overrides: dict[str, Any] = {}
+    if "notion" in platforms:
+        standins["notion"] = await stack.enter_async_context(
+            notion.NotionStandIn(rate_limit=limits["notion"])
+        )
+        overrides |= {"notion_api_key": notion.TOKEN, "notion_database_id": notion.DATABASE_ID,
+                      "notion_api_url": standins["notion"].base_url}  # fmt: skip
+    if "trello" in platforms:
+        standins["trello"] = await stack.enter_async_context(
+            trello.TrelloStandIn(rate_limit=limits["trello"])
+        )
+        overrides |= {"trello_api_key": trello.API_KEY, "trello_token": trello.TOKEN,
+                      "trello_board_id": trello.BOARD_ID,
+                      "trello_default_list_id": trello.DEFAULT_LIST_ID,
+                      "trello_api_url": standins["trello"].base_url}  # fmt: skip
+    if "slack" in platforms:
+        standin = await stack.enter_async_context(slack.SlackStandIn(rate_limit=limits["slack"]))
+        standins["slack"] = standin
+        overrides |= {"slack_bot_token": slack.BOT_TOKEN, "slack_api_url": standin.api_url}
+    if "drive" in platforms or "sheets" in platforms:
+        google = await start_google_standins(rate_limits=limits)
+        stack.push_async_callback(google.stop)
+        standins |= {p: s for p, s in (("drive", google.drive), ("sheets", google.sheets))
+                     if p in platforms}  # fmt: skip
+        overrides |= google.settings()
+    return standins, overrides
+
+
+def make_settings(db: Path, limits: dict[str, tuple[int, float]], workers: int,
+                  total: int, overrides: dict[str, Any]) -> Settings:  # fmt: skip
+    values: dict[str, Any] = {
+        "opsbot_database_url": f"sqlite:///{db}",
+        "queue_max_size": max(1000, 2 * total),
+        "queue_workers": workers,
+        # Platforms not benchmarked stay disabled, whatever the environment says.
+        "notion_api_key": None, "trello_api_key": None, "slack_bot_token": None,
+        "google_service_account_key": None,
+        **{f"{p}_rate_limit": limits[p][0] for p in PLATFORMS},
+        **overrides,
+        "_env_file": None,
+    }  # fmt: skip
+    return Settings(**values)
+
+
+async def run_actions(settings: Settings, platforms: list[str], n: int,
+                      timeout: float) -> tuple[dict[str, float], dict[str, int], list[Any]]:  # fmt: skip
+    """Submit n actions per platform at once; wait until every one is final. Returns the
+    wall time and succeeded count per platform, and (platform, queue_wait_ms) rows."""
+    specs = parse_actions(
+        [{"type": ACTIONS[p][0], "data": ACTIONS[p][1](i)} for i in range(n) for p in platforms]
+    )
+    remaining = dict.fromkeys(platforms, n)
+    succeeded = dict.fromkeys(platforms, 0)
+    wall: dict[str, float] = {}
+    done = asyncio.Event()
+    started = time.monotonic()
+
+    def on_outcome(view: dict[str, Any]) -> None:
+        if not view["final"]:
+            return
+        platform = view["platform"]
+        remaining[platform] -= 1
+        succeeded[platform] += view["status"] == "succeeded"
+        if remaining[platform] == 0:
+            wall[platform] = time.monotonic() - started
+            if len(wall) == len(platforms):
+                done.set()
+
+    async with Runtime(settings) as runtime:
+        runtime.queue.subscribe(on_outcome)
+        await runtime.queue.submit(specs)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout)
+        sql = text("SELECT platform, queue_wait_ms FROM actions WHERE queue_wait_ms IS NOT NULL")
+        waits = await runtime.store.read(lambda conn: conn.execute(sql).all())
+    for platform in platforms:  # not finished within the timeout
+        wall.setdefault(platform, float("nan"))
+    return wall, succeeded, list(waits)
+
+
+def achieved_pct(stamps: list[float], limit: int, window: float) -> float | None:
+    """100 x the ideal time of the pacing chain ending at the last request over its real time."""
+    k = len(stamps) - 1
+    if k < limit:
+        return None
+    stamps = sorted(stamps)
+    elapsed = stamps[k] - stamps[k % limit]
+    return 100.0 * (k // limit) * window / elapsed if elapsed > 0 else None
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (nan when empty)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+async def run_once(platforms: list[str], n: int, scale: float, workers: int) -> list[Row]:
+    limits = scaled_limits(scale)
+    async with contextlib.AsyncExitStack() as stack:
+        standins, overrides = await start_standins(platforms, limits, stack)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ratebench-")))
+        settings = make_settings(folder / "bench.db", limits, workers, n * len(platforms),
+                                 overrides)  # fmt: skip
+        # Longest expected drain (two requests per action at the limit) with plenty of room.
+        expect = max(2 * n / (limits[p][0] / limits[p][1]) for p in platforms)
+        wall, succeeded, waits = await run_actions(settings, platforms, n, 3 * expect + 120)
+    rows = []
+    for p in platforms:
+        standin, (limit, window) = standins[p], limits[p]
+        waited = [float(ms) for platform, ms in waits if platform == p]
+        rows.append(Row(
+            p, n, succeeded[p], len(standin.stats.requests), (limit, window),
+            achieved_pct(standin.stats.served, limit, window),
+            standin.stats.max_in_window(window), standin.stats.rate_limited,
+            percentile(waited, 50), percentile(waited, 99), wall[p],
+        ))  # fmt: skip
+    return rows
+
+
+HEADER = (f"{'platform':<8} {'actions':>7} {'ok':>4} {'requests':>8} {'limit':>10} "
+          f"{'achieved':>9} {'max/win':>9} {'429s':>5} {'wait p50':>9} {'wait p99':>9} "
+          f"{'wall':>7}")  # fmt: skip
+
+
+def format_row(row: Row) -> str:
+    limit, window = row.limit
+    pct = "n/a" if row.achieved_pct is None else f"{row.achieved_pct:.1f}%"
+    return (
+        f"{row.platform:<8} {row.actions:>7} {row.succeeded:>4} {row.requests:>8} "
+        f"{f'{limit}/{window:g}s':>10} {pct:>9} {f'{row.max_in_window}/{limit}':>9} "
+        f"{row.rate_limited:>5} {row.wait_p50_ms / 1000:>8.1f}s {row.wait_p99_ms / 1000:>8.1f}s "
+        f"{row.wall_s:>6.1f}s"
+    )
+
+
+def median_rows(runs: list[list[Row]]) -> list[Row]:
+    """Per platform: the median of each figure over the runs (max/win and 429s: the worst)."""
+    out = []
+    for rows in zip(*runs, strict=True):
+        pcts = [r.achieved_pct for r in rows if r.achieved_pct is not None]
+        first = rows[0]
+        out.append(Row(
+            first.platform, first.actions, min(r.succeeded for r in rows),
+            round(statistics.median(r.requests for r in rows)), first.limit,
+            statistics.median(pcts) if pcts else None,
+            max(r.max_in_window for r in rows), max(r.rate_limited for r in rows),
+            statistics.median(r.wait_p50_ms for r in rows),
+            statistics.median(r.wait_p99_ms for r in rows),
+            statistics.median(r.wall_s for r in rows),
+        ))  # fmt: skip
+    return out
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    print(f"\n{title}\n{HEADER}")
+    for row in rows:
+        print(format_row(row))
+    sys.stdout.flush()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--actions", type=int, default=300, help="actions per platform")
+    parser.add_argument("--platforms", default=",".join(PLATFORMS), help="comma-separated")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every limit")
+    parser.add_argument("--workers", type=int, default=Settings.model_fields["queue_workers"]
+                        .default, help="QUEUE_WORKERS (default: the Settings default)")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=1, help="runs; >1 adds a median table")
+    args = parser.parse_args()
+    args.platforms = [p.strip() for p in args.platforms.split(",") if p.strip()]
+    unknown = set(args.platforms) - set(PLATFORMS)
+    if unknown or not args.platforms:
+        parser.error(f"--platforms: expected some of {', '.join(PLATFORMS)}")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        os.environ.pop(name, None)  # stand-ins are local; slack_sdk ignores NO_PROXY
+    limits = "seed limits" if args.scale == 1 else f"limits x{args.scale:g} (NOT the seed's)"
+    print(f"rate-limit bench: {args.actions} actions per platform, {', '.join(args.platforms)}"
+          f" concurrently, {limits}, QUEUE_WORKERS={args.workers}, limiter margin "
+          f"{DEFAULT_MARGIN * 1000:g} ms, {os.cpu_count()} CPUs")  # fmt: skip
+    runs = []
+    for i in range(args.runs):
+        rows = asyncio.run(run_once(args.platforms, args.actions, args.scale, args.workers))
+        runs.append(rows)
+        print_table(f"run {i + 1} of {args.runs}", rows)
+    if len(runs) > 1:
+        print_table(f"median of {len(runs)} runs (max/win, 429s: worst)", median_rows(runs))
+    print(f"\n{DEFINITIONS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
