@@ -225,21 +225,25 @@ class Queue:
         audits: list[dict[str, Any]] = []
         static: dict[tuple[str, str, bool], dict[str, Any]] = {}  # per (type, priority, flag)
         for spec in specs:
-            keys = [(tag, v) for tag, v in (("key", spec.idempotency_key), ("id", spec.id)) if v]
-            first = next((known[k] for k in keys if k in known), None)
+            keys = _dedupe_keys(spec)
+            first = next((known[k] for k in keys if k in known), None) if keys else None
             if first is not None:
                 results.append(replace(first, duplicate=True))
                 continue
             shape = (spec.type, spec.priority, spec.requires_approval)
-            if shape not in static:
-                static[shape] = self._static(spec, now, run_id, step_name)
-            row = {**static[shape], **self._varying(spec, now)}
+            shared = static.get(shape) or static.setdefault(
+                shape, self._static(spec, now, run_id, step_name)
+            )
+            row = shared.copy()
+            row.update(self._varying(spec, now))
             rows.append(row)
-            audit = {**_RECEIVED_AUDIT, "at": now, "entity_id": row["id"], "actor": actor}
-            audits.append({**audit, "to_status": row["status"]})
+            audit = _RECEIVED_AUDIT.copy()
+            audit.update(at=now, entity_id=row["id"], actor=actor, to_status=row["status"])
+            audits.append(audit)
             result = SubmitResult(row["id"], row["status"], False, None)
             results.append(result)
-            known.update(dict.fromkeys(keys, result))
+            if keys:
+                known.update(dict.fromkeys(keys, result))
         if rows:
             self._reserve(conn, len(rows))
             _INSERT.many(conn, rows)
@@ -462,6 +466,13 @@ _COUNTER = itertools.count()
 def new_action_id() -> str:
     """Short, unique, roughly time-sortable: act_ + ms time + process tag + counter (hex)."""
     return f"act_{int(time.time() * 1000):011x}{_NODE}{next(_COUNTER) & 0xFFFFFF:06x}"
+
+
+def _dedupe_keys(spec: ActionSpec) -> list[tuple[str, str]]:
+    """What makes a submit a repeat: its idempotency key, or an id the producer chose."""
+    if not (spec.idempotency_key or spec.id):
+        return []
+    return [(tag, v) for tag, v in (("key", spec.idempotency_key), ("id", spec.id)) if v]
 
 
 def _existing(conn: Connection, specs: list[ActionSpec]) -> dict[tuple[str, str], SubmitResult]:
