@@ -83,7 +83,8 @@ async def main() -> None:
         ("claim+record, batches of 100", lambda: drain(n, 100)),
     ):
         runs = [await fn() for _ in range(3)]
-        print(f"{name:32s} median {statistics.median(runs):>10,.0f}/s  runs {[round(r) for r in runs]}")
+        median = statistics.median(runs)
+        print(f"{name:32s} median {median:>10,.0f}/s  runs {[round(r) for r in runs]}")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,9 @@ def statuses(store: Store) -> dict[str, str]:
     return store.read_sync(lambda c: dict(c.execute(text("SELECT id, status FROM actions")).all()))
 
 
-def audit(store: Store, action_id: str) -> list[tuple[str | None, str | None, str]]:
+def audit(store: Store, action_id: str) -> list[tuple[Any, ...]]:
     sql = "SELECT from_status, to_status, actor FROM audit WHERE entity_id = :i ORDER BY id"
-    return store.read_sync(lambda c: c.execute(text(sql), {"i": action_id}).all())
+    return store.read_sync(lambda c: [tuple(r) for r in c.execute(text(sql), {"i": action_id})])
 
 
 async def test_submit_is_committed_and_audited(queue: Queue, store: Store) -> None:
