@@ -181,14 +181,14 @@ class WorkSignal:
         row = self._conn.execute("PRAGMA data_version").fetchone()
         return int(row[0])
 
-    def close(self) -> None:
+    async def close(self) -> None:
         def _close() -> None:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
 
-        self._thread.submit(_close).result()
-        self._thread.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(self._thread, _close)
+        self._thread.shutdown(wait=False)  # idle now: nothing left to wait for
 
 
 # -- recording outcomes: the write side of the worker's reports (runs on the writer thread) --

@@ -455,8 +455,9 @@ class Queue:
         return self.bus.subscribe(callback)
 
     async def close(self) -> None:
+        """Finish subscriber tasks and close the change watcher (the Store is the caller's)."""
         await self.bus.close()
-        self.signal.close()
+        await self.signal.close()
 
 
 _NODE = os.urandom(4).hex()  # this process
