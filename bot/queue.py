@@ -234,12 +234,10 @@ class Queue:
             shared = static.get(shape) or static.setdefault(
                 shape, self._static(spec, now, run_id, step_name)
             )
-            row = shared.copy()
-            row.update(self._varying(spec, now))
+            row = _row(shared, spec, now)
             rows.append(row)
-            audit = _RECEIVED_AUDIT.copy()
-            audit.update(at=now, entity_id=row["id"], actor=actor, to_status=row["status"])
-            audits.append(audit)
+            audits.append({**_RECEIVED_AUDIT, "at": now, "entity_id": row["id"], "actor": actor,
+                           "to_status": row["status"]})  # fmt: skip
             result = SubmitResult(row["id"], row["status"], False, None)
             results.append(result)
             if keys:
@@ -272,19 +270,6 @@ class Queue:
             "queued_at": now if status is Status.QUEUED else None,
             "run_id": run_id,
             "step_name": step_name,
-        }
-
-    def _varying(self, spec: ActionSpec, now: float) -> dict[str, Any]:
-        return {
-            "id": spec.id or new_action_id(),
-            "data": _dumps(spec.data),
-            "idempotency_key": spec.idempotency_key,
-            "requested_by": spec.requested_by,
-            "source": spec.source,
-            "reason": spec.reason,
-            "notify": spec.notify,
-            "callback_url": spec.callback_url,
-            "available_at": max(now, self._available(spec)),
         }
 
     @staticmethod
@@ -467,6 +452,22 @@ _COUNTER = itertools.count()
 def new_action_id() -> str:
     """Short, unique, roughly time-sortable: act_ + ms time + process tag + counter (hex)."""
     return f"act_{int(time.time() * 1000):011x}{_NODE}{next(_COUNTER) & 0xFFFFFF:06x}"
+
+
+def _row(shared: dict[str, Any], spec: ActionSpec, now: float) -> dict[str, Any]:
+    """One actions row: the batch's shared columns plus this action's own."""
+    return {
+        **shared,
+        "id": spec.id or new_action_id(),
+        "data": _dumps(spec.data),
+        "idempotency_key": spec.idempotency_key,
+        "requested_by": spec.requested_by,
+        "source": spec.source,
+        "reason": spec.reason,
+        "notify": spec.notify,
+        "callback_url": spec.callback_url,
+        "available_at": max(now, spec.not_before.timestamp()) if spec.not_before else now,
+    }
 
 
 def _dedupe_keys(spec: ActionSpec) -> list[tuple[str, str]]:
