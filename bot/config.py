@@ -114,6 +114,15 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = True
 
+    # Scheduler and maintenance (bot/scheduler.py, bot/maintenance.py)
+    opsbot_schedules: str | None = None  # YAML/JSON file; default ./schedules.yml if present
+    opsbot_schedule_catch_up: str = "once"  # missed firings while down: once | all | skip
+    opsbot_audit_retention_days: float = Field(90.0, gt=0)
+    opsbot_history_retention_days: float = Field(30.0, gt=0, description="finished actions")
+    opsbot_prune_cron: str = "0 3 * * *"  # daily retention job (UTC); "" disables
+    opsbot_report_cron: str = "0 8 * * *"  # daily maintenance report (UTC)
+    opsbot_report_channel: str = ""  # Slack channel for the daily report; "" = not posted
+
     @cached_property
     def rate_limits(self) -> dict[str, tuple[int, float]]:
         """(requests, window seconds) per platform, the env overriding the seed's numbers."""

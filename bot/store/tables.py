@@ -189,3 +189,34 @@ class WorkflowPromotionRow(SQLModel, table=True):
     actor: str = "system"
     at: float
     comment: str | None = None
+
+
+# --- scheduler (bot/scheduler.py): per-schedule state shared by every process, and firings.
+
+
+class ScheduleStateRow(SQLModel, table=True):
+    __tablename__ = "schedule_state"
+
+    name: str = Field(primary_key=True)
+    paused: bool = False
+    paused_by: str | None = None
+    first_seen_at: float  # catch-up counts missed firings from here when none was recorded
+    last_fire_at: float | None = None  # the latest cron fire time handled (any outcome)
+    updated_at: float = 0.0
+
+
+class ScheduleFiringRow(SQLModel, table=True):
+    """One firing (cron, catch-up or manual); the last 100 per schedule are kept."""
+
+    __tablename__ = "schedule_firings"
+    __table_args__ = (UniqueConstraint("schedule", "fire_at", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule: str = Field(index=True)
+    fire_at: float  # the scheduled fire time (manual: when asked)
+    kind: str = "cron"  # cron | catch_up | manual
+    outcome: str  # enqueued | duplicate | skipped | failed | done
+    target_kind: str  # workflow | action | job
+    target_id: str | None = None  # run id or action id
+    detail: str | None = None
+    recorded_at: float

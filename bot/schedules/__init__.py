@@ -1,0 +1,1 @@
+"""Schedules: definitions from configuration (config.py) and their durable state (state.py)."""
