@@ -1,9 +1,12 @@
 """The worker pool: claim -> circuit breaker -> executor (rate-limited per request) -> outcome.
 
 Throughput comes from batching the database work, not from the worker count:
-- one dispatcher task claims up to `prefetch` actions in one transaction and feeds an in-memory
-  queue; it claims again when half of them have run (big batches, few transactions, and the
-  next claim overlaps with recording the previous outcomes);
+- one dispatcher task claims a batch in one transaction and feeds an in-memory queue; it claims
+  again when half of it has run (few transactions; the next claim overlaps with recording the
+  previous outcomes). The batch adapts: it doubles (up to MAX_PREFETCH) while full batches are
+  used up within FAST_CYCLE and halves when they last longer than SLOW_CYCLE, so fast actions
+  get big batches while slow ones (rate-limited platforms) are not hoarded: a hoarded action
+  waits behind others, and a crash costs it an attempt it never started;
 - QUEUE_WORKERS worker tasks run actions and append their Outcome to a list;
 - one recorder task writes all pending outcomes in one `queue.record` call, starting again as
   soon as the previous commit finished (grouped commits under load, low latency when idle);
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 ATTEMPT_TIMEOUT = 60.0  # seconds per attempt, rate-limit waits included
 PARK_SECONDS = 5.0  # how long an open platform stays unclaimed after an action had to wait
+MAX_PREFETCH = 200  # measured: batches of 200-250 drain echo actions fastest
+FAST_CYCLE, SLOW_CYCLE = 0.05, 0.5  # seconds a full batch lasted: grow / shrink the next one
 RECORDER_GRACE = 10.0  # clean stop: seconds to let the last outcomes reach the store
 IDLE_WAIT = 0.25  # max seconds between claims when idle (picks up retries that became due)
 _STOP = None  # sentinel telling a worker task to exit
@@ -70,7 +75,9 @@ class WorkerPool:
         self.attempt_timeout = attempt_timeout
         self.disabled = disabled  # platform -> why this process cannot serve it (for the log)
         self.workers = settings.queue_workers
-        self.prefetch = max(2 * self.workers, 200)  # measured: 200-250 drains fastest
+        self.min_prefetch = 2 * self.workers
+        self.prefetch = self.min_prefetch  # current batch target, adapted by _adapt
+        self._claimed_at = 0.0  # monotonic time of the last full claim
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._ready: asyncio.Queue[Claimed | None] = asyncio.Queue()
         self._held: dict[str, Claimed] = {}  # claimed and not yet recorded
@@ -155,10 +162,11 @@ class WorkerPool:
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
             # Outcomes not yet recorded are held too: cap them so a stalled store stops claims.
-            if self._pending > self.prefetch // 2 or len(self._held) > 4 * self.prefetch:
+            if self._pending > self.prefetch // 2 or len(self._held) > 4 * MAX_PREFETCH:
                 self._room.clear()
                 await self._room.wait()
                 continue
+            self._adapt()
             limit = self.prefetch - self._pending
             try:
                 batch = await self._claim(limit)
@@ -170,12 +178,25 @@ class WorkerPool:
                 self._held[claimed.id] = claimed
                 self._ready.put_nowait(claimed)
             self._pending += len(batch)
+            if len(batch) == limit:
+                self._claimed_at = time.monotonic()
             if batch:
                 self._idle.clear()
             elif not self._held:
                 self._idle.set()
             if len(batch) < limit:  # nothing more is due now: sleep until work may appear
                 await self.queue.wait_for_work(IDLE_WAIT)
+
+    def _adapt(self) -> None:
+        """Size the next batch from how fast the last full one was used up."""
+        if not self._claimed_at:
+            return
+        cycle = time.monotonic() - self._claimed_at
+        if cycle < FAST_CYCLE:
+            self.prefetch = min(MAX_PREFETCH, self.prefetch * 2)
+        elif cycle > SLOW_CYCLE:
+            self.prefetch = max(self.min_prefetch, self.prefetch // 2)
+        self._claimed_at = 0.0
 
     async def _claim(self, limit: int) -> list[Claimed]:
         now = self.clock()

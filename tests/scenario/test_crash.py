@@ -36,7 +36,6 @@ def _env(db: Path) -> dict[str, str]:
         OPSBOT_DATABASE_URL=f"sqlite:///{db}",
         OPSBOT_LEASE_SECONDS="1.0",
         QUEUE_WORKERS="5",
-        MAX_RETRY_ATTEMPTS="10",  # kills spend attempts: keep them out of the dead letters
         LOG_LEVEL="WARNING",
     )
     return env
@@ -55,7 +54,11 @@ def _running(store: Store) -> set[int]:
 def test_sigkill_loses_nothing_and_repeats_only_in_flight_actions(tmp_path: Path) -> None:
     db, record = tmp_path / "crash.db", tmp_path / "effects.jsonl"
     store = Store(f"sqlite:///{db}")
-    settings = Settings(opsbot_database_url=f"sqlite:///{db}", _env_file=None)  # type: ignore[call-arg]
+    # Each kill costs the actions it held an attempt (max_attempts is fixed at submit): allow
+    # more than the default so none ends in the dead letters.
+    settings = Settings(  # type: ignore[call-arg]
+        opsbot_database_url=f"sqlite:///{db}", max_retry_attempts=10, _env_file=None
+    )
     specs = parse_actions(
         [{"type": "echo", "data": {"n": n, "delay": 0.04, "record": str(record)}}
          for n in range(ACTIONS)]
