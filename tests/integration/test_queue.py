@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 
 from bot.actions import ActionSpec, parse_action
 from bot.config import Settings
@@ -420,3 +420,21 @@ async def test_two_stores_never_claim_the_same_action(
     assert len(a) + len(b) == 200 and not set(a) & set(b)
     await other.close()
     other.store.close()
+
+
+def test_hot_statements_compile_for_postgresql() -> None:
+    """The prepared statements are plain portable SQL: they compile for PostgreSQL too, with
+    named parameters filled from the row dicts (and literal guards from the compiled defaults)."""
+    from sqlalchemy.dialects import postgresql
+
+    import bot.outcomes
+    import bot.queue
+
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    settle = bot.outcomes._SETTLE._for(dialect)
+    assert "%(b_id)s" in settle.sql and settle.bind({"b_id": "x"})["status_1"] == "running"
+    stmt = bot.queue._CLAIM_UPDATE._build([bindparam(f"in_{k}") for k in range(3)])
+    sql = str(stmt.compile(dialect=dialect))
+    assert "RETURNING" in sql and "IN (%(in_0)s, %(in_1)s, %(in_2)s)" in sql
+    insert_sql = bot.queue._INSERT._for(dialect).sql
+    assert insert_sql.startswith("INSERT INTO actions") and "?" not in insert_sql
