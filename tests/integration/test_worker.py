@@ -332,6 +332,19 @@ async def test_run_until_drained_ignores_platforms_served_elsewhere(harness: Har
     assert [v["status"] for v in views] == ["succeeded"] * 20 + ["queued"]
 
 
+async def test_claim_batch_grows_for_fast_actions_only(harness: Harness) -> None:
+    slow = await harness.submit(*(echo(delay=0.15, n=i) for i in range(30)))
+    await harness.pool.start()
+    try:
+        await harness.wait_for(slow, FINAL)
+        assert harness.pool.prefetch == harness.pool.min_prefetch  # nothing hoarded
+        fast = await harness.submit(*(echo(n=i) for i in range(900)))
+        await harness.wait_for(fast[-1:], FINAL)
+        assert harness.pool.prefetch > harness.pool.min_prefetch
+    finally:
+        await harness.pool.stop(1.0)
+
+
 def test_registry_always_has_echo_and_names_disabled_platforms(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     executors, disabled = build_executors(settings, RateLimiters(settings.rate_limits).throttle)
