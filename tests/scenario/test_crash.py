@@ -95,3 +95,30 @@ def test_sigkill_loses_nothing_and_repeats_only_in_flight_actions(tmp_path: Path
     assert repeated <= set(in_flight)
     for n in repeated:
         assert effects[n] - 1 <= in_flight[n]
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_running_actions_and_releases_the_rest(tmp_path: Path) -> None:
+    db, record = tmp_path / "stop.db", tmp_path / "effects.jsonl"
+    store = Store(f"sqlite:///{db}")
+    settings = Settings(opsbot_database_url=f"sqlite:///{db}", _env_file=None)  # type: ignore[call-arg]
+    specs = parse_actions(
+        [{"type": "echo", "data": {"n": n, "delay": 0.5, "record": str(record)}}
+         for n in range(20)]
+    )  # fmt: skip
+    Queue(store, settings).submit_sync(specs)
+    env = {**_env(db), "OPSBOT_LEASE_SECONDS": "30", "OPSBOT_DRAIN_TIMEOUT": "5"}
+    worker = subprocess.Popen([sys.executable, "-m", "bot", "worker"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + 20
+    while not _running(store) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(15) == 0
+    rows = store.read_sync(
+        lambda c: c.execute(text("SELECT status, lease_owner FROM actions")).all()
+    )
+    store.close()
+    statuses = Counter(status for status, _ in rows)
+    assert set(statuses) <= {"succeeded", "queued"} and statuses["succeeded"] >= 1
+    assert all(owner is None for status, owner in rows if status == "queued")
+    assert statuses["succeeded"] == _lines(record)  # each started action finished once
