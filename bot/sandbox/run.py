@@ -1,0 +1,153 @@
+"""`opsbot run` without Slack tokens (or `--sandbox`): the stand-ins, then the real bot on them.
+
+    code = asyncio.run(run_sandbox())           # blocks until SIGINT/SIGTERM
+
+`running_sandbox(...)` is the same thing as an async context manager (tests, embedding): it
+starts the stand-ins, builds Settings from their overrides, builds the runtime (the caller's
+`build`, else the full bot: Slack app, workflows, metrics/alerts/HTTP API), adds the page and
+enters the runtime. Only base URLs and tokens differ from a production run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings, load_settings
+from bot.runtime import Runtime
+from bot.sandbox.page import PageService
+from bot.sandbox.standins import Sandbox
+
+log = logging.getLogger("opsbot.sandbox")
+
+DEFAULT_STATE_DIR = Path("var/sandbox")
+DEFAULT_PAGE_PORT = 8765
+API_TOKEN = "sandbox-api-token"  # the HTTP API's write token in the sandbox (not a secret)
+EXAMPLE_WORKFLOWS = Path(__file__).resolve().parents[2] / "examples" / "workflows"
+
+Build = Callable[[Settings], Runtime]
+
+
+@dataclass
+class SandboxRun:
+    sandbox: Sandbox
+    runtime: Runtime
+    page: PageService
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return self.page.url
+
+
+def sandbox_settings(sandbox: Sandbox, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """The environment's Settings with every platform pointed at the stand-ins; `overrides`
+    (Settings field names, plus `_env_file`) win."""
+    values: dict[str, Any] = {**sandbox.overrides(), "opsbot_api_token": API_TOKEN}
+    if EXAMPLE_WORKFLOWS.is_dir():
+        values["opsbot_workflows"] = str(EXAMPLE_WORKFLOWS)
+    values.update(overrides or {})
+    return load_settings(**values)
+
+
+def default_build(settings: Settings, **slack_options: Any) -> Runtime:
+    """The whole bot: workers, the Slack app, workflows, and the operator surface
+    (`slack_options` go to the Slack service: card_interval, ping_interval)."""
+    from bot.slack_app import add_slack
+    from bot.surface import Surface
+
+    runtime = Runtime(settings)
+    slack = add_slack(runtime, settings, **slack_options)
+    workflows = Workflows(runtime)
+    runtime.services.append(workflows)
+    post = slack.alert_post if slack else None
+    runtime.services.append(Surface(runtime, slack_post=post, runner=workflows, host="127.0.0.1"))
+    return runtime
+
+
+class Workflows:
+    """The workflow runner as a runtime service: built once the store and queue exist; stands
+    for the runner afterwards (start_run, state, workflows ...)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.runner: Any = None
+
+    async def start(self) -> None:
+        from bot.workflows.loader import load_workflows
+        from bot.workflows.runner import WorkflowRunner
+
+        rt = self.runtime
+        definitions = load_workflows(rt.settings.opsbot_workflows)
+        self.runner = WorkflowRunner(rt.store, rt.queue, definitions, rt.settings, rt.clock)
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__.get("runner"), name)
+
+
+@contextlib.asynccontextmanager
+async def running_sandbox(
+    state_dir: str | Path = DEFAULT_STATE_DIR,
+    *,
+    page_port: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    build: Build | None = None,
+    remember_ports: bool = True,
+) -> AsyncIterator[SandboxRun]:
+    """Stand-ins, then the runtime with the page; everything stopped on exit."""
+    async with Sandbox(state_dir, remember_ports=remember_ports) as sandbox:
+        settings = sandbox_settings(sandbox, overrides)
+        runtime = (build or default_build)(settings)
+        port = page_port
+        if port is None:
+            port = sandbox.ports.get("page", DEFAULT_PAGE_PORT)
+        page = PageService(sandbox, runtime, port=port)
+        runtime.services.append(page)
+        async with runtime:
+            if page_port is None:
+                await sandbox.remember_port("page", page.port)
+            yield SandboxRun(sandbox, runtime, page, settings)
+
+
+async def run_sandbox(
+    state_dir: str | Path = DEFAULT_STATE_DIR,
+    *,
+    page_port: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    build: Build | None = None,
+    announce: Callable[[str], None] = print,
+) -> int:
+    """Run the sandbox until SIGINT/SIGTERM; the console says it is the sandbox and where."""
+    async with running_sandbox(
+        state_dir, page_port=page_port, overrides=overrides, build=build
+    ) as run:
+        announce(banner(run))
+        await run.runtime.run_forever()
+    return 0
+
+
+def banner(run: SandboxRun) -> str:
+    surface = next((s for s in run.runtime.services if hasattr(s, "web")), None)
+    web = getattr(surface, "web", None)
+    api = f"http://127.0.0.1:{web.port}  (write token: {API_TOKEN})" if web else "off"
+    lines = [
+        "SANDBOX MODE: opsbot is running against local stand-ins of Slack, Notion, Trello,",
+        "Google Drive and Google Sheets on 127.0.0.1. Nothing leaves this machine.",
+        "",
+        f"  Sandbox page:  {run.url}",
+        f"  HTTP API:      {api}",
+        f"  State:         {run.sandbox.state_dir}/ (delete it to start over)",
+        "",
+        "Set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (and the platforms' keys) to run for real.",
+    ]
+    rule = "=" * max(len(line) for line in lines)
+    return "\n".join([rule, *lines, rule])
