@@ -52,14 +52,30 @@ class Runtime:
         self.queue: Queue
         self.intake: Any = None
         self.pool: WorkerPool
+        self.limiters: RateLimiters
+        self.breakers: Breakers
+        self.policy: RetryPolicy
+        self.fallbacks: FallbackChain
         self._started: list[Service] = []
         self._stop = asyncio.Event()
 
     async def __aenter__(self) -> Runtime:
+        self.store = await asyncio.to_thread(Store, self.settings.opsbot_database_url)
+        try:
+            self._build()
+            await self.pool.start()
+            for service in self.services:
+                await service.start()
+                self._started.append(service)
+        except BaseException:
+            await self._shutdown()
+            raise
+        return self
+
+    def _build(self) -> None:
         from bot.queue import Queue
 
         settings = self.settings
-        self.store = await asyncio.to_thread(Store, settings.opsbot_database_url)
         self.queue = Queue(self.store, settings, clock=self.clock)
         self.intake = _make_intake(self.queue)
         self.limiters = RateLimiters.from_settings(settings)
@@ -77,15 +93,6 @@ class Runtime:
             self.queue, self.executors, self.limiters, self.breakers, self.policy,
             self.fallbacks, settings, self.clock, store=self.store, disabled=self.disabled,
         )  # fmt: skip
-        await self.pool.start()
-        try:
-            for service in self.services:
-                await service.start()
-                self._started.append(service)
-        except BaseException:
-            await self._shutdown()
-            raise
-        return self
 
     async def __aexit__(
         self,
@@ -96,14 +103,18 @@ class Runtime:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        """Services, then the pool (drain), then the queue, executors and store; each part
+        only if it was built (a failed start cleans up too)."""
         for service in reversed(self._started):
             try:
                 await service.stop()
             except Exception:
                 log.exception("stopping %r failed", service)
         self._started.clear()
-        await self.pool.stop(self.settings.opsbot_drain_timeout)
-        await self.queue.close()
+        if hasattr(self, "pool"):
+            await self.pool.stop(self.settings.opsbot_drain_timeout)
+        if hasattr(self, "queue"):
+            await self.queue.close()
         for executor in self.executors.values():
             try:
                 await executor.aclose()
