@@ -225,6 +225,9 @@ class WorkerPool:
             self.busy += 1
             try:
                 outcome = await self._run(claimed, name)
+            except Exception as exc:  # a bug outside the executor: keep the worker and action
+                log.exception("running action %s failed unexpectedly", claimed.id)
+                outcome = self._failed(claimed, name, self.clock(), exc, claimed.platform, False)
             finally:
                 self.busy -= 1
             self.executed += 1
@@ -266,16 +269,11 @@ class WorkerPool:
 
     def _route(self, claimed: Claimed) -> tuple[str, str, dict[str, Any]] | None:
         """(platform, type, data) to run now: the action's own, its fallback, or None (wait)."""
-        platform = claimed.platform
-        usable = platform in self.executors
-        if usable and self.breakers.get(platform).allow():
-            return platform, claimed.type, claimed.data
-        target = self.fallbacks.for_action(platform, claimed.type)
-        # allow() is asked last: in half-open it takes the probe slot.
-        if target and target[0] in self.executors and self.breakers.get(target[0]).allow():
-            data = self.fallbacks.translate(claimed.type, target[1], claimed.data)
-            return target[0], target[1], data
-        return None
+
+        def can_run(platform: str) -> bool:
+            return platform in self.executors and self.breakers.get(platform).allow()
+
+        return self.fallbacks.route(claimed.platform, claimed.type, claimed.data, can_run)
 
     def _failed(
         self, claimed: Claimed, worker: str, started: float, exc: BaseException,

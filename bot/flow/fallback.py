@@ -59,6 +59,19 @@ class FallbackChain:
     def for_action(self, platform: str, action_type: str) -> tuple[str, str] | None:
         return self._chains.get((platform, action_type))
 
+    def route(
+        self, platform: str, action_type: str, data: JSON, can_run: Callable[[str], bool]
+    ) -> tuple[str, str, JSON] | None:
+        """Where an action runs now: (platform, type, data) on its own platform if `can_run`
+        it, else on its fallback (data translated), else None (it waits). `can_run` may take a
+        half-open circuit's probe slot, so it is asked at most once per platform, in order."""
+        if can_run(platform):
+            return platform, action_type, data
+        target = self._chains.get((platform, action_type))
+        if target is not None and can_run(target[0]):
+            return target[0], target[1], self.translate(action_type, target[1], data)
+        return None
+
     def has_fallback(self, platform: str) -> bool:
         return any(source == platform for source, _ in self._chains)
 

@@ -39,3 +39,23 @@ def test_task_translates_to_card() -> None:
 def test_unknown_translation_is_refused() -> None:
     with pytest.raises(ValueError, match="no data translation"):
         FallbackChain({("notion", "create_task"): ("sheets", "append_row")})
+
+
+def test_route_prefers_own_platform_then_fallback_then_waits() -> None:
+    chain = FallbackChain({("notion", "create_task"): ("trello", "create_card")})
+    data = {"title": "T"}
+    up: set[str] = {"notion", "trello"}
+    assert chain.route("notion", "create_task", data, up.__contains__) == (
+        "notion",
+        "create_task",
+        data,
+    )
+    up.discard("notion")
+    assert chain.route("notion", "create_task", data, up.__contains__) == (
+        "trello",
+        "create_card",
+        {"name": "T"},
+    )
+    assert chain.route("notion", "update_task", data, up.__contains__) is None
+    up.clear()
+    assert chain.route("notion", "create_task", data, up.__contains__) is None
