@@ -12,6 +12,7 @@ from executors.sandbox.a1 import Box, read
 from executors.sandbox.drive import FOLDER_MIME, SANDBOX_FOLDER_ID
 from executors.sandbox.notion import plain_text
 from executors.sandbox.sheets import SANDBOX_SPREADSHEET_ID
+from executors.sandbox.slack import BOT_USER_ID
 
 JSON = dict[str, Any]
 MAX_MESSAGES = 100  # per channel, newest kept
@@ -23,7 +24,10 @@ def slack(state: JSON) -> JSON:
     """Channels (the bot's three first, then the rest by name) with their live messages."""
     channels = [c for c in state["channels"].values() if not c.get("is_im")]
     channels.sort(key=lambda c: (_rank(c["name"]), c["name"]))
-    users = {uid: u.get("name", uid) for uid, u in state["users"].items()}
+    users = {
+        BOT_USER_ID: "opsbot",
+        **{uid: u.get("name", uid) for uid, u in state["users"].items()},
+    }
     return {
         "channels": [
             {

@@ -39,6 +39,10 @@ EXTRA_CHANNELS = ("finance", "bugs")  # used by the example workflows
 EXTRA_SHEETS = ("Invoices", "Bugs")
 NOTION_EXTRA_PROPERTIES = {"Attendees": {"id": "at", "type": "rich_text", "rich_text": {}}}
 PLATFORMS = ("slack", "notion", "trello", "drive", "sheets")
+# The limits the stand-ins enforce. Notion's is "an average of three requests per second, some
+# bursts allowed": one task takes several requests (schema, duplicate check, create), so a strict
+# 3-per-second window would answer 429 to nearly every first attempt.
+STANDIN_LIMITS = {**DEFAULT_RATE_LIMITS, "notion": (30, 10.0)}
 HOST = "127.0.0.1"
 S = TypeVar("S", bound=StandIn)
 
@@ -71,7 +75,7 @@ class Sandbox:
         return self
 
     async def _start_all(self) -> None:
-        limits = DEFAULT_RATE_LIMITS
+        limits = STANDIN_LIMITS
         # Slack's real limits are per method; the seed's 1/s is opsbot's own pacing, enforced by
         # its limiter. The stand-in stays unlimited so cards and answers are never refused.
         self.slack = await self._start(SlackStandIn(**self._where("slack")))
