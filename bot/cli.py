@@ -61,7 +61,9 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _run(ctx: typer.Context, name: str, args: dict[str, Any], json_: bool) -> Any:
+def run_command(
+    ctx: typer.Context, name: str, args: dict[str, Any], json_: bool, *, echo: bool = True
+) -> Any:
     """Run one command of the table and print its result; errors become one line + exit code."""
     command = COMMANDS[name]
     want_json = json_ or bool((ctx.find_root().obj or {}).get("json"))
@@ -71,8 +73,9 @@ def _run(ctx: typer.Context, name: str, args: dict[str, Any], json_: bool) -> An
         result = asyncio.run(_call(settings, command, args))
     except Exception as exc:
         fail(exc, settings)
-    text = render.to_json(result) if want_json else command.view(result)
-    typer.echo(render.redact(text, settings))
+    if echo:
+        text = render.to_json(result) if want_json else command.view(result)
+        typer.echo(render.redact(text, settings))
     return result
 
 
@@ -103,40 +106,44 @@ def submit(
     ] = "-",
     json_: JsonOpt = False,
 ) -> None:
+    run_command(ctx, "submit", {"raw": read_json(file)}, json_)
+
+
+def read_json(file: str) -> Any:
+    """A JSON document from FILE or stdin ('-'); unreadable or bad JSON: one line, exit 2."""
     source = "stdin" if file == "-" else file
     try:
         text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()  # noqa: SIM115
-        raw = json.loads(text)
+        return json.loads(text)
     except Exception as exc:
         fail(exc, None, source=source)
-    _run(ctx, "submit", {"raw": raw}, json_)
 
 
 @app.command("status", help=COMMANDS["status"].help)
 def status(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    _run(ctx, "status", {}, json_)
+    run_command(ctx, "status", {}, json_)
 
 
 @queue_app.command("status", help=COMMANDS["queue status"].help)
 def queue_status(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    _run(ctx, "queue status", {}, json_)
+    run_command(ctx, "queue status", {}, json_)
 
 
 @queue_app.command("stuck", help=COMMANDS["queue stuck"].help)
 def queue_stuck(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    _run(ctx, "queue stuck", {}, json_)
+    run_command(ctx, "queue stuck", {}, json_)
 
 
 @action_app.command("show", help=COMMANDS["action show"].help)
 def action_show(
     ctx: typer.Context, id: Annotated[str, typer.Argument(help="Action id")], json_: JsonOpt = False
 ) -> None:
-    _run(ctx, "action show", {"id": id}, json_)
+    run_command(ctx, "action show", {"id": id}, json_)
 
 
 @dlq_app.command("list", help=COMMANDS["dlq list"].help)
 def dlq_list(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    _run(ctx, "dlq list", {}, json_)
+    run_command(ctx, "dlq list", {}, json_)
 
 
 IdsArg = Annotated[list[str] | None, typer.Argument(help="Dead-letter ids")]
@@ -153,7 +160,7 @@ def _ids(ids: list[str] | None, all_: bool) -> list[str] | None:
 def dlq_replay(
     ctx: typer.Context, ids: IdsArg = None, all_: AllOpt = False, json_: JsonOpt = False
 ) -> None:
-    _run(ctx, "dlq replay", {"ids": _ids(ids, all_)}, json_)
+    run_command(ctx, "dlq replay", {"ids": _ids(ids, all_)}, json_)
 
 
 @dlq_app.command("purge", help=COMMANDS["dlq purge"].help)
@@ -161,17 +168,17 @@ def dlq_purge(
     ctx: typer.Context, ids: IdsArg = None, all_: AllOpt = False, json_: JsonOpt = False
 ) -> None:
     # `dlq purge` alone purges everything, as the runbook's one-word command does.
-    _run(ctx, "dlq purge", {"ids": _ids(ids, all_) if ids or all_ else None}, json_)
+    run_command(ctx, "dlq purge", {"ids": _ids(ids, all_) if ids or all_ else None}, json_)
 
 
 @app.command("pause", help=COMMANDS["pause"].help)
 def pause(ctx: typer.Context, platform: PlatformArg = None, json_: JsonOpt = False) -> None:
-    _run(ctx, "pause", {"platform": platform}, json_)
+    run_command(ctx, "pause", {"platform": platform}, json_)
 
 
 @app.command("resume", help=COMMANDS["resume"].help)
 def resume(ctx: typer.Context, platform: PlatformArg = None, json_: JsonOpt = False) -> None:
-    _run(ctx, "resume", {"platform": platform}, json_)
+    run_command(ctx, "resume", {"platform": platform}, json_)
 
 
 @app.command("clear", help=COMMANDS["clear"].help)
@@ -180,14 +187,14 @@ def clear(
     stuck_only: Annotated[bool, typer.Option("--stuck-only", help="Only stuck actions")] = False,
     json_: JsonOpt = False,
 ) -> None:
-    _run(ctx, "clear", {"stuck_only": stuck_only}, json_)
+    run_command(ctx, "clear", {"stuck_only": stuck_only}, json_)
 
 
 @circuit_app.command("status", help=COMMANDS["circuit status"].help)
 def circuit_status(
     ctx: typer.Context, platform: PlatformArg = None, json_: JsonOpt = False
 ) -> None:
-    _run(ctx, "circuit status", {"platform": platform}, json_)
+    run_command(ctx, "circuit status", {"platform": platform}, json_)
 
 
 @circuit_app.command("reset", help=COMMANDS["circuit reset"].help)
@@ -196,23 +203,23 @@ def circuit_reset(
     platform: Annotated[str, typer.Argument(help="The platform whose circuit to close")],
     json_: JsonOpt = False,
 ) -> None:
-    _run(ctx, "circuit reset", {"platform": platform}, json_)
+    run_command(ctx, "circuit reset", {"platform": platform}, json_)
 
 
 @app.command("errors", help=COMMANDS["errors"].help)
 def errors(ctx: typer.Context, n: Annotated[int, typer.Argument(min=1)] = 10,
            json_: JsonOpt = False) -> None:  # fmt: skip
-    _run(ctx, "errors", {"n": n}, json_)
+    run_command(ctx, "errors", {"n": n}, json_)
 
 
 @app.command("approvals", help=COMMANDS["approvals"].help)
 def approvals(ctx: typer.Context, json_: JsonOpt = False) -> None:
-    _run(ctx, "approvals", {}, json_)
+    run_command(ctx, "approvals", {}, json_)
 
 
 @app.command("check", help=COMMANDS["check"].help)
 def check(ctx: typer.Context, platform: PlatformArg = None, json_: JsonOpt = False) -> None:
-    results = _run(ctx, "check", {"platform": platform}, json_)
+    results = run_command(ctx, "check", {"platform": platform}, json_)
     # "Is everything reachable?": an enabled platform failing (or the one asked for) exits 1.
     if any(not r["ok"] and (platform or r["enabled"]) for r in results):
         raise typer.Exit(1)
@@ -245,6 +252,10 @@ def _serve(drain: bool) -> None:
     except Exception as exc:
         fail(exc, settings)
     raise typer.Exit(code)
+
+
+# The other command groups register themselves on `app` (kept in their own modules for size).
+from bot import cli_maint, cli_workflows  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

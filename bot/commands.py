@@ -8,204 +8,155 @@ Slack and an announcement), the ops function it runs and the view that renders i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bot import ops, render
+from bot.command_spec import Arg, ArgKind, Command, Runner, UsageError
+from bot.command_spec import cmd as _c
+from bot.commands_maint import MAINT_COMMANDS
+from bot.commands_workflows import WORKFLOW_COMMANDS
 from bot.ops import platforms, records
 
-ArgKind = Literal["platform", "id", "ids", "count", "flag", "json"]
-Runner = Callable[[ops.OpsContext, Mapping[str, Any], str], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class Arg:
-    name: str
-    kind: ArgKind
-    help: str
-    required: bool = False
-
-    @property
-    def usage(self) -> str:
-        shown = {
-            "flag": f"[--{self.name.replace('_', '-')}]",
-            "ids": "ID...|all",
-        }.get(self.kind, self.name.upper())
-        return shown if self.required or self.kind == "flag" else f"[{shown}]"
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str  # as typed after `opsbot` ("queue status")
-    help: str
-    run: Runner
-    view: Callable[[Any], str]
-    args: tuple[Arg, ...] = ()
-    changes_state: bool = False  # Slack: admins only, announced in the channel; always audited
-    slack: str | None = None  # the word after `/ops`, when Slack offers it
-
-    @property
-    def usage(self) -> str:
-        return " ".join([self.slack or self.name, *(a.usage for a in self.args)])
-
-
-class UsageError(ValueError):
-    """Words that do not make a command; `command` is set when the command itself was known."""
-
-    def __init__(self, message: str, command: Command | None = None) -> None:
-        super().__init__(message)
-        self.command = command
-
+__all__ = ["COMMANDS", "Arg", "ArgKind", "Command", "Runner", "UsageError", "parse", "run"]
 
 PLATFORM = Arg("platform", "platform", "one platform (all when left out)")
 STUCK_ONLY = Arg("stuck_only", "flag", "only stuck actions (see queue stuck)")
 
 
-def _c(
-    name: str,
-    help_: str,
-    run: Runner,
-    view: Callable[[Any], str],
-    *args: Arg,
-    changes: bool = False,
-    slack: str | None = None,
-) -> Command:
-    return Command(name, help_, run, view, tuple(args), changes, slack)
-
+CORE_COMMANDS: tuple[Command, ...] = (
+    _c(
+        "status",
+        "Overall health: queue, running, pauses, circuits, dead letters, success rate",
+        lambda ctx, a, actor: ops.status(ctx),
+        render.view_status,
+        slack="status",
+    ),
+    _c(
+        "queue status",
+        "Queue depth per priority, oldest and average wait, worker utilisation",
+        lambda ctx, a, actor: ops.queue_status(ctx),
+        render.view_queue,
+        slack="queue",
+    ),
+    _c(
+        "queue stuck",
+        "Actions running, or due and unclaimed, for longer than OPSBOT_STUCK_AFTER seconds",
+        lambda ctx, a, actor: ops.stuck(ctx),
+        render.view_stuck,
+        slack="stuck",
+    ),
+    _c(
+        "circuit status",
+        "Circuit breaker state of every platform (or one)",
+        lambda ctx, a, actor: ops.circuits(ctx, a.get("platform")),
+        render.view_circuits,
+        PLATFORM,
+        slack="circuits",
+    ),
+    _c(
+        "circuit reset",
+        "Close a platform's circuit (only once the platform is healthy)",
+        lambda ctx, a, actor: ops.circuit_reset(ctx, a["platform"], actor),
+        render.view_reset,
+        Arg("platform", "platform", "the platform whose circuit to close", required=True),
+        changes=True,
+        slack="reset",
+    ),
+    _c(
+        "errors",
+        "The last N failed attempts (default 10)",
+        lambda ctx, a, actor: ops.recent_errors(ctx, a.get("n") or 10),
+        render.view_errors,
+        Arg("n", "count", "how many errors"),
+        slack="errors",
+    ),
+    _c(
+        "approvals",
+        "Actions waiting for a decision, overdue ones marked",
+        lambda ctx, a, actor: ops.approvals(ctx),
+        render.view_approvals,
+        slack="approvals",
+    ),
+    _c(
+        "pause",
+        "Stop running actions of one platform (all when left out); they stay queued",
+        lambda ctx, a, actor: ops.pause(ctx, a.get("platform"), actor),
+        render.view_pause,
+        PLATFORM,
+        changes=True,
+        slack="pause",
+    ),
+    _c(
+        "resume",
+        "Resume one platform (every paused one when left out)",
+        lambda ctx, a, actor: ops.resume(ctx, a.get("platform"), actor),
+        render.view_resume,
+        PLATFORM,
+        changes=True,
+        slack="resume",
+    ),
+    _c(
+        "clear",
+        "Cancel queued and stuck actions (--stuck-only: stuck ones only), audited",
+        lambda ctx, a, actor: ops.clear(ctx, bool(a.get("stuck_only")), actor),
+        render.view_clear,
+        STUCK_ONLY,
+        changes=True,
+        slack="clear",
+    ),
+    _c(
+        "action show",
+        "One action in full: fields, data, result, attempts and errors",
+        lambda ctx, a, actor: records.action_show(ctx, a["id"]),
+        render.view_action,
+        Arg("id", "id", "the action id", required=True),
+        slack="action",
+    ),
+    _c(
+        "dlq list",
+        "Dead letters: actions that exhausted retries or failed for good",
+        lambda ctx, a, actor: records.dlq_list(ctx),
+        render.view_dlq,
+        slack="dlq",
+    ),
+    _c(
+        "dlq replay",
+        "Queue dead letters again (same idempotency key): ids, or all",
+        lambda ctx, a, actor: records.dlq_replay(ctx, a.get("ids"), actor),
+        render.view_replay,
+        Arg("ids", "ids", "dead-letter ids, or all", required=True),
+        changes=True,
+        slack="dlq replay",
+    ),
+    _c(
+        "dlq purge",
+        "Delete dead letters for good: ids, or all when none are given",
+        lambda ctx, a, actor: records.dlq_purge(ctx, a.get("ids"), actor),
+        render.view_purge,
+        Arg("ids", "ids", "dead-letter ids (all when left out)"),
+        changes=True,
+        slack="dlq purge",
+    ),
+    _c(
+        "submit",
+        "Submit actions from a JSON file or stdin ('-'): one action or a list",
+        lambda ctx, a, actor: records.submit(ctx, a["raw"], actor),
+        render.view_submit,
+        Arg("raw", "json", "one action or a JSON list", required=True),
+        changes=True,
+    ),
+    _c(
+        "check",
+        "Test credentials and reachability: one cheap read-only call per platform",
+        lambda ctx, a, actor: platforms.check(ctx, a.get("platform")),
+        render.view_check,
+        PLATFORM,
+    ),
+)
 
 COMMANDS: dict[str, Command] = {
-    c.name: c
-    for c in (
-        _c(
-            "status",
-            "Overall health: queue, running, pauses, circuits, dead letters, success rate",
-            lambda ctx, a, actor: ops.status(ctx),
-            render.view_status,
-            slack="status",
-        ),
-        _c(
-            "queue status",
-            "Queue depth per priority, oldest and average wait, worker utilisation",
-            lambda ctx, a, actor: ops.queue_status(ctx),
-            render.view_queue,
-            slack="queue",
-        ),
-        _c(
-            "queue stuck",
-            "Actions running, or due and unclaimed, for longer than OPSBOT_STUCK_AFTER seconds",
-            lambda ctx, a, actor: ops.stuck(ctx),
-            render.view_stuck,
-            slack="stuck",
-        ),
-        _c(
-            "circuit status",
-            "Circuit breaker state of every platform (or one)",
-            lambda ctx, a, actor: ops.circuits(ctx, a.get("platform")),
-            render.view_circuits,
-            PLATFORM,
-            slack="circuits",
-        ),
-        _c(
-            "circuit reset",
-            "Close a platform's circuit (only once the platform is healthy)",
-            lambda ctx, a, actor: ops.circuit_reset(ctx, a["platform"], actor),
-            render.view_reset,
-            Arg("platform", "platform", "the platform whose circuit to close", required=True),
-            changes=True,
-            slack="reset",
-        ),
-        _c(
-            "errors",
-            "The last N failed attempts (default 10)",
-            lambda ctx, a, actor: ops.recent_errors(ctx, a.get("n") or 10),
-            render.view_errors,
-            Arg("n", "count", "how many errors"),
-            slack="errors",
-        ),
-        _c(
-            "approvals",
-            "Actions waiting for a decision, overdue ones marked",
-            lambda ctx, a, actor: ops.approvals(ctx),
-            render.view_approvals,
-            slack="approvals",
-        ),
-        _c(
-            "pause",
-            "Stop running actions of one platform (all when left out); they stay queued",
-            lambda ctx, a, actor: ops.pause(ctx, a.get("platform"), actor),
-            render.view_pause,
-            PLATFORM,
-            changes=True,
-            slack="pause",
-        ),
-        _c(
-            "resume",
-            "Resume one platform (every paused one when left out)",
-            lambda ctx, a, actor: ops.resume(ctx, a.get("platform"), actor),
-            render.view_resume,
-            PLATFORM,
-            changes=True,
-            slack="resume",
-        ),
-        _c(
-            "clear",
-            "Cancel queued and stuck actions (--stuck-only: stuck ones only), audited",
-            lambda ctx, a, actor: ops.clear(ctx, bool(a.get("stuck_only")), actor),
-            render.view_clear,
-            STUCK_ONLY,
-            changes=True,
-            slack="clear",
-        ),
-        _c(
-            "action show",
-            "One action in full: fields, data, result, attempts and errors",
-            lambda ctx, a, actor: records.action_show(ctx, a["id"]),
-            render.view_action,
-            Arg("id", "id", "the action id", required=True),
-            slack="action",
-        ),
-        _c(
-            "dlq list",
-            "Dead letters: actions that exhausted retries or failed for good",
-            lambda ctx, a, actor: records.dlq_list(ctx),
-            render.view_dlq,
-            slack="dlq",
-        ),
-        _c(
-            "dlq replay",
-            "Queue dead letters again (same idempotency key): ids, or all",
-            lambda ctx, a, actor: records.dlq_replay(ctx, a.get("ids"), actor),
-            render.view_replay,
-            Arg("ids", "ids", "dead-letter ids, or all", required=True),
-            changes=True,
-            slack="dlq replay",
-        ),
-        _c(
-            "dlq purge",
-            "Delete dead letters for good: ids, or all when none are given",
-            lambda ctx, a, actor: records.dlq_purge(ctx, a.get("ids"), actor),
-            render.view_purge,
-            Arg("ids", "ids", "dead-letter ids (all when left out)"),
-            changes=True,
-            slack="dlq purge",
-        ),
-        _c(
-            "submit",
-            "Submit actions from a JSON file or stdin ('-'): one action or a list",
-            lambda ctx, a, actor: records.submit(ctx, a["raw"], actor),
-            render.view_submit,
-            Arg("raw", "json", "one action or a JSON list", required=True),
-            changes=True,
-        ),
-        _c(
-            "check",
-            "Test credentials and reachability: one cheap read-only call per platform",
-            lambda ctx, a, actor: platforms.check(ctx, a.get("platform")),
-            render.view_check,
-            PLATFORM,
-        ),
-    )
+    c.name: c for c in (*CORE_COMMANDS, *WORKFLOW_COMMANDS, *MAINT_COMMANDS)
 }
 
 
@@ -245,6 +196,14 @@ def _bind(command: Command, rest: list[str]) -> dict[str, Any]:
                 raise UsageError(f"{command.usage}: give ids, or all", command)
             values[arg.name] = None if rest in ([], ["all"], ["--all"]) else rest
             rest = []
+        elif arg.kind == "pairs":
+            values[arg.name] = _pairs(command, rest)
+            rest = []
+        elif arg.kind == "text":
+            if arg.required and not rest:
+                raise UsageError(f"{command.usage}: {arg.name.upper()} is required", command)
+            values[arg.name] = " ".join(rest)
+            rest = []
         elif rest:
             values[arg.name] = _convert(command, arg, rest.pop(0))
         elif arg.required:
@@ -252,6 +211,14 @@ def _bind(command: Command, rest: list[str]) -> dict[str, Any]:
     if rest:
         raise UsageError(f"{command.usage}: unexpected {' '.join(rest)!r}", command)
     return values
+
+
+def _pairs(command: Command, words: list[str]) -> dict[str, str]:
+    """`k=v` words -> {k: v}; the value may hold further '=' signs."""
+    bad = [w for w in words if "=" not in w or w.startswith("=")]
+    if bad:
+        raise UsageError(f"{command.usage}: expected KEY=VALUE, got {' '.join(bad)!r}", command)
+    return dict(w.split("=", 1) for w in words)
 
 
 def _convert(command: Command, arg: Arg, word: str) -> Any:

@@ -43,6 +43,8 @@ class OpsContext:
     breakers: Any = None  # the running process's circuit breakers, fresher than the table
     pool: Any = None  # the running worker pool, for utilisation
     disabled: Mapping[str, str] | None = None  # platform -> why it is disabled
+    runner: Any = None  # the live WorkflowRunner; built from OPSBOT_WORKFLOWS when None
+    scheduler: Any = None  # the live Scheduler; built from OPSBOT_SCHEDULES when None
 
 
 def check_platform(platform: str) -> str:

@@ -25,6 +25,18 @@ from bot.commands import COMMANDS, UsageError, help_text, parse, slack_words
         (["dlq", "replay", "all"], "dlq replay", {"ids": None}),
         (["dlq", "replay", "a", "b"], "dlq replay", {"ids": ["a", "b"]}),
         (["dlq", "purge"], "dlq purge", {"ids": None}),
+        (["run", "notify", "who=ann", "n=a=b"], "workflow run",
+         {"name": "notify", "input": {"who": "ann", "n": "a=b"}}),
+        (["run", "notify"], "workflow run", {"name": "notify", "input": {}}),
+        (["workflow", "run_1"], "workflow status", {"run_id": "run_1"}),
+        (["rollback", "run_1"], "workflow rollback", {"run_id": "run_1", "force": False}),
+        (["rollback", "run_1", "--force"], "workflow rollback", {"run_id": "run_1", "force": True}),
+        (["resolve", "run_1", "fixed", "by", "hand"], "workflow resolve",
+         {"run_id": "run_1", "comment": "fixed by hand"}),
+        (["schedule", "list"], "schedule list", {}),
+        (["schedule", "pause", "nightly"], "schedule pause", {"name": "nightly"}),
+        (["schedule", "run", "nightly"], "schedule run", {"name": "nightly"}),
+        (["alerts", "--active"], "alerts", {"active": True}),
     ],
 )
 def test_parse(words: list[str], name: str, args: dict[str, object]) -> None:
@@ -41,6 +53,9 @@ def test_parse(words: list[str], name: str, args: dict[str, object]) -> None:
         (["errors", "x"], "N must be a number"),
         (["status", "extra"], "unexpected 'extra'"),
         (["dlq", "replay"], "give ids, or all"),
+        (["run", "notify", "novalue"], "expected KEY=VALUE"),
+        (["rollback"], "RUN_ID is required"),
+        (["resolve", "run_1"], "COMMENT is required"),
     ],
 )
 def test_usage_errors(words: list[str], message: str) -> None:
@@ -50,7 +65,10 @@ def test_usage_errors(words: list[str], message: str) -> None:
 
 def test_state_changing_commands_and_help() -> None:
     changing = {c.slack for c in slack_words().values() if c.changes_state}
-    assert changing == {"pause", "resume", "clear", "reset", "dlq replay", "dlq purge"}
+    assert changing == {
+        "pause", "resume", "clear", "reset", "dlq replay", "dlq purge", "rollback",
+        "retry-rollback", "resolve", "schedule pause", "schedule resume", "schedule run",
+    }
     text = help_text()
     assert "/ops reset PLATFORM:" in text and "/ops clear [--stuck-only]" in text
     assert "submit" not in text  # CLI only
