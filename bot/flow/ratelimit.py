@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from bot.config import Settings
 from executors.base import Throttle
 
+T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-# A platform measures when requests ARRIVE, which lags when we send them by a little network
-# and scheduling jitter; two requests sent exactly one window apart may arrive slightly less than
-# a window apart. Spacing grants by window + this margin keeps the platform's count within N
-# (costs ~1% of throughput at 3 requests/s, nothing measurable on long windows).
-DEFAULT_MARGIN = 0.010
+# A platform counts requests when they ARRIVE; we grant when we SEND. The lag between the two
+# varies (a new connection, a busy event loop, the GIL, the network), so two requests granted one
+# window apart can arrive less than a window apart and the second gets a 429. Grants are spaced
+# by window + margin, the margin a share of the window with a floor: bench/rate_limit_bench.py
+# measured a grant->arrival spread of up to ~35 ms on a loaded 2-core machine, more than the
+# 10 ms once used on 1-s windows (429s at Notion 3/s and Slack 1/s). 3% covers 30 ms there and
+# seconds on 100-s windows, for at most 3% of the limit's throughput.
+MARGIN_SHARE = 0.03
+MIN_MARGIN = 0.010
+
+
+def default_margin(window: float) -> float:
+    """Seconds added to the window between a grant and the one `limit` grants later."""
+    return max(MIN_MARGIN, MARGIN_SHARE * window)
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,8 @@ class LimiterStats:
 
 
 class SlidingWindowLimiter:
-    """At most `limit` grants in any `window`-second interval (plus `margin`)."""
+    """At most `limit` grants in any `window`-second interval (plus `margin` seconds; by default
+    `default_margin(window)`)."""
 
     def __init__(
         self,
@@ -48,13 +60,13 @@ class SlidingWindowLimiter:
         window: float,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
-        margin: float = DEFAULT_MARGIN,
+        margin: float | None = None,
     ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError(f"rate limit: got {limit} per {window}s, expected >= 1 per > 0s")
         self.limit = limit
         self.window = window
-        self._span = window + margin
+        self._span = window + (default_margin(window) if margin is None else margin)
         self._clock = clock
         self._sleep = sleep
         # Only the last `limit` grants matter, so the log never holds more than that.
@@ -115,7 +127,7 @@ class RateLimiters:
         limits: Mapping[str, tuple[int, float]],
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
-        margin: float = DEFAULT_MARGIN,
+        margin: float | None = None,
     ) -> None:
         self._clock = clock
         self._limiters = {
@@ -149,3 +161,54 @@ class RateLimiters:
 
 async def _unlimited() -> None:
     return None
+
+
+class Lanes(Generic[T]):
+    """Per-platform caps on actions running at once, derived from the rate limits.
+
+    Without them every worker could end up waiting on one slow platform's limiter (Slack: 1/s)
+    while other platforms' work waits behind. An action whose platform is at its cap is set
+    aside (FIFO per platform) and taken by the next worker that finishes one of that platform's
+    actions; meanwhile the pool claims other platforms' work (`crowded()` to exclude).
+    """
+
+    def __init__(self, caps: Mapping[str, int], default: int) -> None:
+        self._caps = dict(caps)
+        self._default = default
+        self._running: Counter[str] = Counter()
+        self._aside: dict[str, deque[T]] = {}
+        self.waiting = 0
+
+    @classmethod
+    def from_limits(cls, limits: Mapping[str, tuple[int, float]], workers: int) -> Lanes[T]:
+        """Cap = the platform's requests per second (at least 1, at most `workers`)."""
+        caps = {p: max(1, min(workers, int(n / window))) for p, (n, window) in limits.items()}
+        return cls(caps, workers)
+
+    def cap(self, platform: str) -> int:
+        return self._caps.get(platform, self._default)
+
+    def admit(self, platform: str, item: T) -> bool:
+        """Start `item` now (True) or set it aside until its platform has room (False)."""
+        if self._running[platform] < self.cap(platform):
+            self._running[platform] += 1
+            return True
+        self._aside.setdefault(platform, deque()).append(item)
+        self.waiting += 1
+        return False
+
+    def take_aside(self) -> T | None:
+        """An item set aside whose platform has room now (it counts as running)."""
+        for platform, items in self._aside.items():
+            if items and self._running[platform] < self.cap(platform):
+                self._running[platform] += 1
+                self.waiting -= 1
+                return items.popleft()
+        return None
+
+    def done(self, platform: str) -> None:
+        self._running[platform] -= 1
+
+    def crowded(self) -> frozenset[str]:
+        """Platforms with items set aside: claiming more of them now would only hoard."""
+        return frozenset(p for p, items in self._aside.items() if items)
