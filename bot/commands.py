@@ -180,6 +180,9 @@ def _lookup(words: Sequence[str]) -> Command:
         key = " ".join(words[:length]).lower()
         if key in table:
             return table[key]
+    group = sorted(w for w in table if w.startswith(words[0].lower() + " "))
+    if group:  # `/ops schedule` alone: name the group's commands
+        raise UsageError(f"{words[0]}: expected one of {', '.join(group)}")
     known = ", ".join(sorted(table))
     raise UsageError(f"unknown command {words[0]!r}: expected one of {known}, help")
 

@@ -54,6 +54,7 @@ def test_parse(words: list[str], name: str, args: dict[str, object]) -> None:
         (["status", "extra"], "unexpected 'extra'"),
         (["dlq", "replay"], "give ids, or all"),
         (["run", "notify", "novalue"], "expected KEY=VALUE"),
+        (["schedule"], "expected one of schedule history, schedule list"),
         (["rollback"], "RUN_ID is required"),
         (["resolve", "run_1"], "COMMENT is required"),
     ],
