@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -99,7 +101,7 @@ class Sandbox:
     async def stop(self) -> None:
         for standin in reversed(self._started):
             try:
-                await standin.stop()
+                await _stop(standin)
             except Exception:
                 log.exception("stopping the %s stand-in failed", standin.name)
         self._started.clear()
@@ -219,7 +221,7 @@ class Sandbox:
     async def _switch_off(self, platform: str, standin: StandIn) -> None:
         if platform not in self.off:
             self.off.add(platform)
-            await standin.stop()  # state saved; the port stays remembered for the restart
+            await _stop(standin)  # state saved; the port stays remembered for the restart
 
     async def _switch_on(self, platform: str, standin: StandIn) -> None:
         if platform in self.off:
@@ -235,6 +237,26 @@ class Sandbox:
                 switches.append({"kind": "off"})
             shown[platform] = switches
         return shown
+
+
+async def _stop(standin: StandIn) -> None:
+    """Stop a stand-in and save its state once, after the last request. (Its own stop() saves
+    with a fixed temporary file name, which races a save that a request still in flight
+    schedules; so saving is switched off while it stops, and done here afterwards.)"""
+    path, standin.state_file = standin.state_file, None
+    try:
+        await standin.stop()
+    finally:
+        standin.state_file = path
+    if path is not None:
+        text = json.dumps(standin.state, sort_keys=True)
+        await asyncio.to_thread(_write_atomic, path, text)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, "utf-8")
+    tmp.replace(path)
 
 
 def _free(port: int) -> bool:

@@ -251,6 +251,8 @@
       select.appendChild(o);
     });
     const show = () => { const ex = examples[select.value]; if (ex) $("action-json").value = JSON.stringify(ex.action, null, 2); };
+    const risky = examples.findIndex((ex) => ex.name === "create-task-approval");
+    if (risky >= 0) select.value = risky;
     select.addEventListener("change", show);
     show();
   }
