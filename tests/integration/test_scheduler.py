@@ -15,9 +15,9 @@ from sqlalchemy import func, select, update
 
 from bot.config import Settings
 from bot.queue import Queue
-from bot.scheduler import ScheduleNotFound, Scheduler
+from bot.scheduler import ScheduleNotFound, Scheduler, build_scheduler
 from bot.schedules.config import ScheduleInvalid, parse_schedules
-from bot.schedules.state import ACTIONS, FIRINGS, STATE
+from bot.schedules.state import ACTIONS, FIRINGS, RUNS, STATE
 from bot.store.engine import Store
 from tests.conftest import FakeClock
 
@@ -212,13 +212,62 @@ async def test_history_keeps_the_last_100(
     await bot.close()
 
 
-async def test_service_starts_and_stops(
-    settings: Settings, bots: list[Bot]
+async def test_the_service_catches_up_at_start_and_stops(
+    settings: Settings, clock: FakeClock, bots: list[Bot]
 ) -> None:
-    bot = Bot(settings, FakeClock(T0), FIVE % "once")
-    bots.append(bot)
+    bot = await _bot(bots, settings, clock)
+    await bot.scheduler.tick()
+    clock.advance(600)  # 10:00 and 10:05 passed while "down": catch-up once at start
     await bot.scheduler.start()
     await bot.scheduler.stop()
+    [action] = bot.actions()
+    assert action["idempotency_key"] == "schedule:ping:2026-11-02T10:05:00+00:00"
+    await bot.close()
+
+
+async def test_a_workflow_target_starts_one_run_across_a_restart(
+    settings: Settings, clock: FakeClock, bots: list[Bot]
+) -> None:
+    from bot.workflows.loader import loads
+    from bot.workflows.runner import WorkflowRunner
+
+    step = "{name: a, action: {type: echo, data: {who: '{{ input.who }}'}}}"
+    [workflow], _ = loads(f"notify:\n  steps:\n    - {step}\n", "w.yml")
+    text = "- {name: wf, schedule: hourly, workflow: notify, input: {who: ops}}\n"
+
+    def process() -> Bot:
+        bot = Bot(settings, clock, text)
+        bots.append(bot)
+        bot.scheduler.runner = WorkflowRunner(
+            bot.store, bot.queue, {"notify": workflow}, settings, clock
+        )
+        return bot
+
+    first = process()
+    await first.scheduler.tick()
+    clock.advance(150)
+    [fired] = await first.scheduler.tick()
+    assert fired["outcome"] == "enqueued" and fired["target_id"].startswith("run_")
+    first.store.write_sync(lambda c: c.execute(update(STATE).values(last_fire_at=None)))
+    await first.close()
+    bot = process()  # restarted before the anchor moved: the firing is found, not redone
+    assert [f.get("already") for f in await bot.scheduler.tick()] == [True]
+    await bot.close()
+    runs = bot.store.read_sync(
+        lambda c: c.execute(select(RUNS.c.id, RUNS.c.idempotency_key, RUNS.c.source)).all()
+    )
+    assert [tuple(r)[1:] for r in runs] == [("schedule:wf:2026-11-02T10:00:00+00:00", "schedule")]
+
+
+async def test_build_scheduler_runs_the_prune_job(
+    settings: Settings, clock: FakeClock, bots: list[Bot]
+) -> None:
+    bot = await _bot(bots, settings, clock)
+    sched = build_scheduler(bot.store, bot.queue, settings, clock=clock)
+    assert "maintenance-prune" in sched.schedules
+    assert "maintenance-report" not in sched.schedules  # no OPSBOT_REPORT_CHANNEL
+    fired = await sched.run_now("maintenance-prune", "cli:ann")
+    assert fired["outcome"] == "done" and "deleted" in fired["detail"]
     await bot.close()
 
 
