@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class PageService:
         self._undo: list[Callable[[], None]] = []
         self._seen_views: set[str] = set()
         self._circuits = ""
+        self._recent: deque[dict[str, Any]] = deque(maxlen=30)  # the Activity panel on load
         self._ticker: asyncio.Task[None] | None = None
         self._live = False
 
@@ -110,13 +112,14 @@ class PageService:
         if name == "faults":
             return self.sandbox.faults()
         if name == "circuits":
-            return _circuits(self.runtime)
+            return snapshot.circuits(self.runtime)
         [standin] = self.sandbox.standins(name)
         return snapshot.PANELS[name](standin.state)
 
     def _everything(self) -> dict[str, Any]:
         names = (*PLATFORMS, "faults", "circuits")
-        return {"user": SANDBOX_USER, **{n: self.panel(n) for n in names}}
+        panels = {n: self.panel(n) for n in names}
+        return {"user": SANDBOX_USER, "activity": list(self._recent), **panels}
 
     def _on_change(self, name: str) -> None:
         platform = {"google-oauth": ""}.get(name, name)
@@ -138,14 +141,18 @@ class PageService:
             self.hub.send("response", params)
 
     def _on_outcome(self, view: dict[str, Any]) -> None:
-        self.hub.send("action", _brief(view))
+        self._activity(snapshot.brief(view))
         self.hub.dirty("circuits")
+
+    def _activity(self, brief: dict[str, Any]) -> None:
+        self._recent.append(brief)
+        self.hub.send("action", brief)
 
     async def _tick(self) -> None:
         """Breakers change with time too (open -> half-open): look once a second."""
         while True:
             await asyncio.sleep(1.0)
-            shown = json.dumps(_circuits(self.runtime), default=str)
+            shown = json.dumps(snapshot.circuits(self.runtime), default=str)
             if shown != self._circuits:
                 self._circuits = shown
                 self.hub.dirty("circuits")
@@ -212,6 +219,8 @@ class PageService:
         except Exception as exc:  # QueueFull and the like: say what happened
             return _json({"error": f"{type(exc).__name__}: {exc}"}, 503)
         shown = [{"id": r.id, "status": r.status, "duplicate": r.duplicate} for r in results]
+        for item in shown:
+            self._activity({"id": item["id"], "status": item["status"], "event": "submitted"})
         return _json({"actions": shown}, 201)
 
     async def _start_run(self, request: web.Request) -> web.Response:
@@ -255,20 +264,6 @@ def load_examples(folder: Path) -> list[dict[str, Any]]:
         return []
     return [{"name": path.stem, "action": json.loads(path.read_text("utf-8"))}
             for path in sorted(folder.glob("*.json"))]  # fmt: skip
-
-
-def _circuits(runtime: Any) -> list[dict[str, Any]]:
-    breakers = getattr(runtime, "breakers", None)
-    if breakers is None:
-        return []
-    return [{k: s.get(k) for k in ("platform", "state", "consecutive_failures", "opened_at")}
-            for s in breakers.snapshots()]  # fmt: skip
-
-
-def _brief(view: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "type", "platform", "status", "event", "attempt", "error", "served_by",
-            "fallback_used", "run_id", "step_name")  # fmt: skip
-    return {k: view.get(k) for k in keys if view.get(k) is not None}
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -158,4 +158,20 @@ def sheets(state: JSON) -> JSON:
     return {"title": book.get("properties", {}).get("title", ""), "sheets": out}
 
 
+def circuits(runtime: Any) -> list[dict[str, Any]]:
+    """The live breakers of the runtime (none before it has started)."""
+    breakers = getattr(runtime, "breakers", None)
+    if breakers is None:
+        return []
+    return [{k: s.get(k) for k in ("platform", "state", "consecutive_failures", "opened_at")}
+            for s in breakers.snapshots()]  # fmt: skip
+
+
+def brief(view: dict[str, Any]) -> dict[str, Any]:
+    """An outcome view of the queue as the Activity panel shows it."""
+    keys = ("id", "type", "platform", "status", "event", "attempt", "error", "served_by",
+            "fallback_used", "run_id", "step_name")  # fmt: skip
+    return {k: view.get(k) for k in keys if view.get(k) is not None}
+
+
 PANELS = {"slack": slack, "notion": notion, "trello": trello, "drive": drive, "sheets": sheets}

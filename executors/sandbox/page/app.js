@@ -321,6 +321,8 @@
     source.addEventListener("state", (ev) => {
       const data = JSON.parse(ev.data);
       state.user = data.user;
+      $("activity").innerHTML = "";
+      (data.activity || []).forEach(onAction);
       Object.entries(PANELS).forEach(([name, fn]) => fn(data[name]));
     });
     Object.entries(PANELS).forEach(([name, fn]) => source.addEventListener(name, (ev) => fn(JSON.parse(ev.data))));
