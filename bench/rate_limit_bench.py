@@ -6,7 +6,7 @@ the seed's limit (Notion 3/s, Trello 100/10 s, Slack 1/s, Drive 1000/100 s, Shee
 by arrival time and answers 429 above it. Stand-ins run on an event loop of their own.
 
 Run: `.venv/bin/python bench/rate_limit_bench.py [--actions 300] [--platforms notion,slack]
-[--scale 10] [--workers 5] [--runs 1]`. At the seed limits a run takes ~10 minutes (Slack sends
+[--scale 10] [--workers 5] [--runs 1] [--isolated]`. At the seed limits a run takes ~10 minutes (Slack sends
 two requests per notification at 1/s). `--scale` multiplies every limit (limiter and stand-in)
 for quick runs; only `--scale 1` figures compare with the seed. Goal (issue 3): >= 95% of the
 limit with zero 429s.
@@ -19,18 +19,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _rate_table import DEFINITIONS, Row, achieved_pct, median_rows, percentile, print_table
 from sqlalchemy import text
 
 from bot.actions import parse_actions
@@ -51,33 +50,6 @@ ACTIONS: dict[str, tuple[str, Maker]] = {
     "drive": ("upload_file", lambda i: {"name": f"bench-{i}.txt", "content": f"file {i}"}),
     "sheets": ("append_row", lambda i: {"values": [i, "bench"], "sheet": "Sheet1"}),
 }
-DEFINITIONS = """\
-requests   requests the stand-in received (every HTTP request counts against the limit)
-achieved   steady-state pace: request k may go no earlier than one window after request k-N
-           (N = limit per window), so the last request k is compared with request k mod N in
-           the opening window: achieved = limit x (k div N) windows / (t_k - t_{k mod N}),
-           arrival times at the stand-in, requests answered below 400. 100% = exactly at the
-           limit. n/a: the requests fit in one window, the limit never bound.
-max/win    most requests served in any window-long interval, vs the limit N
-429s       answered by the stand-in's enforced limit
-wait       queue wait (actions.queue_wait_ms): available -> claimed; all actions are submitted
-           at t=0, so it is dominated by the backlog draining at the limit
-wall       submit -> last action of that platform final"""
-
-
-@dataclass
-class Row:
-    platform: str
-    actions: int
-    succeeded: int
-    requests: int
-    limit: tuple[int, float]
-    achieved_pct: float | None
-    max_in_window: int
-    rate_limited: int
-    wait_p50_ms: float
-    wait_p99_ms: float
-    wall_s: float
 
 
 def scaled_limits(scale: float) -> dict[str, tuple[int, float]]:
@@ -211,24 +183,6 @@ async def run_actions(
     return wall, succeeded, list(waits)
 
 
-def achieved_pct(stamps: list[float], limit: int, window: float) -> float | None:
-    """100 x the ideal time of the pacing chain ending at the last request over its real time."""
-    k = len(stamps) - 1
-    if k < limit:
-        return None
-    stamps = sorted(stamps)
-    elapsed = stamps[k] - stamps[k % limit]
-    return 100.0 * (k // limit) * window / elapsed if elapsed > 0 else None
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (nan when empty)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
 async def run_once(
     platforms: list[str], n: int, scale: float, workers: int, isolated: bool
 ) -> list[Row]:
@@ -278,55 +232,6 @@ async def run_once(
             )
         )
     return rows
-
-
-HEADER = (
-    f"{'platform':<8} {'actions':>7} {'ok':>4} {'requests':>8} {'limit':>10} "
-    f"{'achieved':>9} {'max/win':>9} {'429s':>5} {'wait p50':>9} {'wait p99':>9} "
-    f"{'wall':>7}"
-)
-
-
-def format_row(row: Row) -> str:
-    limit, window = row.limit
-    pct = "n/a" if row.achieved_pct is None else f"{row.achieved_pct:.1f}%"
-    return (
-        f"{row.platform:<8} {row.actions:>7} {row.succeeded:>4} {row.requests:>8} "
-        f"{f'{limit}/{window:g}s':>10} {pct:>9} {f'{row.max_in_window}/{limit}':>9} "
-        f"{row.rate_limited:>5} {row.wait_p50_ms / 1000:>8.1f}s {row.wait_p99_ms / 1000:>8.1f}s "
-        f"{row.wall_s:>6.1f}s"
-    )
-
-
-def median_rows(runs: list[list[Row]]) -> list[Row]:
-    """Per platform: the median of each figure over the runs (max/win and 429s: the worst)."""
-    out = []
-    for rows in zip(*runs, strict=True):
-        pcts = [r.achieved_pct for r in rows if r.achieved_pct is not None]
-        first = rows[0]
-        out.append(
-            Row(
-                first.platform,
-                first.actions,
-                min(r.succeeded for r in rows),
-                round(statistics.median(r.requests for r in rows)),
-                first.limit,
-                statistics.median(pcts) if pcts else None,
-                max(r.max_in_window for r in rows),
-                max(r.rate_limited for r in rows),
-                statistics.median(r.wait_p50_ms for r in rows),
-                statistics.median(r.wait_p99_ms for r in rows),
-                statistics.median(r.wall_s for r in rows),
-            )
-        )
-    return out
-
-
-def print_table(title: str, rows: list[Row]) -> None:
-    print(f"\n{title}\n{HEADER}")
-    for row in rows:
-        print(format_row(row))
-    sys.stdout.flush()
 
 
 def parse_args() -> argparse.Namespace:
