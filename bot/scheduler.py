@@ -274,29 +274,3 @@ def _listing(
         "last": last[0] if last else None,
     }  # fmt: skip
 
-
-def build_scheduler(
-    store: Store,
-    queue: Any,
-    settings: Settings,
-    *,
-    runner: Any = None,
-    post: Callable[[str, str], Awaitable[Any]] | None = None,
-    clock: Callable[[], float] = time.time,
-    ops_ctx: Any = None,
-) -> Scheduler:
-    """The configured schedules (OPSBOT_SCHEDULES) plus the maintenance jobs: pruning
-    (OPSBOT_PRUNE_CRON) and, when OPSBOT_REPORT_CHANNEL is set, the daily report posted
-    through `post(channel, text)`. Raises ScheduleInvalid for a bad file."""
-    from bot import maintenance
-    from bot.ops.context import OpsContext
-    from bot.schedules.config import builtin_schedules, load_schedules
-
-    report_cron = settings.opsbot_report_cron if settings.opsbot_report_channel else None
-    schedules = {
-        **builtin_schedules(settings.opsbot_prune_cron, report_cron),
-        **load_schedules(settings.opsbot_schedules),
-    }
-    ctx = ops_ctx or OpsContext(store=store, settings=settings, queue=queue, clock=clock)
-    return Scheduler(store, queue, settings, schedules, runner=runner,
-                     jobs=maintenance.jobs(ctx, post), clock=clock)  # fmt: skip

@@ -14,8 +14,8 @@ from bot.ops.context import BadInput, NotFound, OpsContext
 def scheduler(ctx: OpsContext) -> Any:
     if ctx.scheduler is None:
         from bot.ops.workflows import runner
-        from bot.scheduler import build_scheduler
         from bot.schedules.config import ScheduleInvalid
+        from bot.schedules.service import build_scheduler
 
         try:
             ctx.scheduler = build_scheduler(ctx.store, ctx.queue, ctx.settings, clock=ctx.clock,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ from sqlalchemy import func, select, update
 
 from bot.config import Settings
 from bot.queue import Queue
-from bot.scheduler import ScheduleNotFound, Scheduler, build_scheduler
+from bot.scheduler import ScheduleNotFound, Scheduler
 from bot.schedules.config import ScheduleInvalid, parse_schedules
+from bot.schedules.service import SchedulerService, build_scheduler
 from bot.schedules.state import ACTIONS, FIRINGS, RUNS, STATE
 from bot.store.engine import Store
 from tests.conftest import FakeClock
@@ -295,3 +297,24 @@ def test_aliases_and_time_zones() -> None:
     monday = datetime(2026, 11, 2, 0, 0, tzinfo=UTC).timestamp()  # a Monday, 01:00 in Paris
     nxt = schedules["w"].next_fire(monday - 7200)
     assert nxt == monday - 3600  # midnight in Paris is 23:00 UTC (CET)
+
+
+async def test_the_runtime_runs_the_scheduler_service_and_holds_the_run_lock(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.backup import RunLock, backup, restore
+    from bot.ops.context import OpsError
+    from bot.runtime import Runtime
+
+    (tmp_path / "schedules.yml").write_text(FIVE % "once")
+    monkeypatch.chdir(tmp_path)
+    runtime = Runtime(settings)
+    service = SchedulerService(runtime)
+    runtime.services += [RunLock(settings), service]
+    async with runtime:
+        assert service.scheduler is not None and "ping" in service.scheduler.schedules
+        snap = str(tmp_path / "snap.db")
+        backup(settings, snap)
+        with pytest.raises(OpsError, match="opsbot is running"):
+            restore(settings, snap)
+    assert service.scheduler._aps is None  # stopped with the runtime
