@@ -33,7 +33,7 @@ from sqlalchemy import Connection, bindparam, text
 from bot.config import Settings
 from bot.flow.breaker import Breakers
 from bot.flow.fallback import FallbackChain
-from bot.flow.ratelimit import RateLimiters
+from bot.flow.ratelimit import Lanes, RateLimiters
 from bot.flow.retry import RetryPolicy, classify, error_kind, retry_after_of, status_of
 from bot.queue import Claimed, Outcome, Queue
 from bot.routing import PLATFORMS
@@ -83,7 +83,8 @@ class WorkerPool:
         self._held: dict[str, Claimed] = {}  # claimed and not yet recorded
         self._outcomes: list[Outcome] = []
         self._have_outcomes = asyncio.Event()
-        self._pending = 0  # claimed and not yet run (waiting in _ready or running)
+        self._pending = 0  # claimed and not yet run (in _ready, set aside, or running)
+        self._lanes: Lanes[Claimed] = Lanes.from_limits(settings.rate_limits, self.workers)
         self._room = asyncio.Event()  # set when _pending drops to the low-water mark
         self._parked: dict[str, float] = {}  # open platform -> unclaimed until
         self._stopping = False
@@ -162,12 +163,12 @@ class WorkerPool:
     async def _dispatch_loop(self) -> None:
         while not self._stopping:
             # Outcomes not yet recorded are held too: cap them so a stalled store stops claims.
-            if self._pending > self.prefetch // 2 or len(self._held) > 4 * MAX_PREFETCH:
+            if self._active() > self.prefetch // 2 or len(self._held) > 4 * MAX_PREFETCH:
                 self._room.clear()
                 await self._room.wait()
                 continue
             self._adapt()
-            limit = self.prefetch - self._pending
+            limit = self.prefetch - self._active()
             try:
                 batch = await self._claim(limit)
             except Exception:
@@ -207,7 +208,7 @@ class WorkerPool:
         # types have a fallback, unless an action without one had to wait recently (parked):
         # that avoids claim/release churn.
         unusable = blocked | (frozenset(PLATFORMS) - self.executors.keys())
-        exclude = frozenset(
+        exclude = self._lanes.crowded() | frozenset(
             p for p in unusable if p in self._parked or not self.fallbacks.has_fallback(p)
         )
         return await self.queue.claim(
@@ -216,10 +217,27 @@ class WorkerPool:
 
     # -- workers --------------------------------------------------------------------------------
 
+    def _active(self) -> int:
+        """Claimed actions that will start soon: set-aside ones wait for their platform."""
+        return self._pending - self._lanes.waiting
+
+    async def _next(self) -> Claimed | None:
+        """The next action to run (None: stop). Set-aside actions whose platform has room
+        come first, so each platform's actions keep their order."""
+        while True:
+            claimed = None if self._stopping else self._lanes.take_aside()
+            if claimed is not None:
+                return claimed
+            claimed = await self._ready.get()
+            if claimed is None or self._lanes.admit(claimed.platform, claimed):
+                return claimed
+            if self._active() <= self.prefetch // 2:
+                self._room.set()
+
     async def _work_loop(self, index: int) -> None:
         name = f"{self.owner}/w{index}"
         while True:
-            claimed = await self._ready.get()
+            claimed = await self._next()
             if claimed is None:
                 return
             self.busy += 1
@@ -230,11 +248,12 @@ class WorkerPool:
                 outcome = self._failed(claimed, name, self.clock(), exc, claimed.platform, False)
             finally:
                 self.busy -= 1
+                self._lanes.done(claimed.platform)
             self.executed += 1
             self._pending -= 1
             self._outcomes.append(outcome)
             self._have_outcomes.set()
-            if self._pending <= self.prefetch // 2:
+            if self._active() <= self.prefetch // 2:
                 self._room.set()
 
     async def _run(self, claimed: Claimed, worker: str) -> Outcome:

@@ -345,6 +345,37 @@ async def test_claim_batch_grows_for_fast_actions_only(harness: Harness) -> None
         await harness.pool.stop(1.0)
 
 
+async def test_slow_rate_limited_platform_does_not_hold_up_others(harness: Harness) -> None:
+    throttle = harness.limiters.throttle("slack")  # 1 request per second
+
+    class ThrottledSlack(FakeTrello):
+        platform = "slack"
+
+        @property
+        def operations(self) -> Mapping[str, Operation]:
+            return {"send_notification": self.send}
+
+        async def send(self, data: JSON) -> JSON:
+            await throttle()
+            return {"ok": True}
+
+    harness.executors["slack"] = ThrottledSlack()
+    slack = await harness.submit(
+        *({"type": "send_notification", "data": {"text": str(i)}} for i in range(12))
+    )  # high priority: claimed first
+    cards = await harness.submit(
+        *({"type": "create_card", "data": {"name": str(i)}} for i in range(20))
+    )
+    await harness.pool.start()
+    try:
+        await harness.wait_for(cards, FINAL, limit=10)
+        unfinished = [v for v in [await harness.queue.get(i) for i in slack]
+                      if v["status"] not in FINAL]  # fmt: skip
+    finally:
+        await harness.pool.stop(0.1)  # the Slack backlog is released, not waited for
+    assert len(unfinished) >= 8  # the cards did not wait for Slack's 1/s
+
+
 def test_registry_always_has_echo_and_names_disabled_platforms(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     executors, disabled = build_executors(settings, RateLimiters(settings.rate_limits).throttle)

@@ -7,7 +7,7 @@ import bisect
 
 import pytest
 
-from bot.flow.ratelimit import RateLimiters, SlidingWindowLimiter
+from bot.flow.ratelimit import Lanes, RateLimiters, SlidingWindowLimiter
 
 
 class FakeTime:
@@ -111,3 +111,18 @@ async def test_unknown_platform_is_not_limited() -> None:
     throttle = limiters.throttle("nowhere")
     for _ in range(10):
         await throttle()
+
+
+def test_lanes_cap_each_platform_and_keep_its_order() -> None:
+    lanes: Lanes[str] = Lanes.from_limits({"slack": (1, 1.0), "notion": (3, 1.0)}, workers=5)
+    assert (lanes.cap("slack"), lanes.cap("notion"), lanes.cap("echo")) == (1, 3, 5)
+    assert lanes.admit("slack", "s1")
+    assert not lanes.admit("slack", "s2") and not lanes.admit("slack", "s3")
+    assert lanes.admit("notion", "n1")
+    assert lanes.crowded() == {"slack"} and lanes.waiting == 2
+    assert lanes.take_aside() is None  # slack is still busy
+    lanes.done("slack")
+    assert lanes.take_aside() == "s2"
+    lanes.done("slack")
+    assert lanes.take_aside() == "s3"
+    assert lanes.crowded() == frozenset() and lanes.waiting == 0
