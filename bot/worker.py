@@ -7,7 +7,8 @@ Throughput comes from batching the database work, not from the worker count:
   used up within FAST_CYCLE and halves when they last longer than SLOW_CYCLE, so fast actions
   get big batches while slow ones (rate-limited platforms) are not hoarded: a hoarded action
   waits behind others, and a crash costs it an attempt it never started;
-- QUEUE_WORKERS worker tasks run actions and append their Outcome to a list;
+- QUEUE_WORKERS worker tasks run actions and append their Outcome to a list; per-platform lanes
+  (bot.flow.ratelimit.Lanes) keep a slow rate-limited platform from occupying every worker;
 - one recorder task writes all pending outcomes in one `queue.record` call, starting again as
   soon as the previous commit finished (grouped commits under load, low latency when idle);
 - a housekeeping task renews the leases of every held action, reaps expired leases of dead
