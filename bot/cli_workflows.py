@@ -27,6 +27,8 @@ app.add_typer(schedule_app, name="schedule")
 Name = Annotated[str, typer.Argument(help="Workflow name")]
 RunId = Annotated[str, typer.Argument(help="Run id")]
 ScheduleName = Annotated[str, typer.Argument(help="Schedule name")]
+InputOpt = Annotated[list[str] | None, typer.Option("--input", "-i", help="KEY=VALUE (repeat)")]
+InputJsonOpt = Annotated[str | None, typer.Option("--input-json", help="inputs as a JSON object")]
 
 
 def _inputs(pairs: list[str] | None, raw: str | None) -> dict[str, Any]:
@@ -61,8 +63,8 @@ def wf_show(ctx: typer.Context, name: Name, json_: JsonOpt = False) -> None:
 def wf_run(
     ctx: typer.Context,
     name: Name,
-    input_: Annotated[list[str] | None, typer.Option("--input", "-i", help="KEY=VALUE (repeat)")] = None,  # noqa: E501
-    input_json: Annotated[str | None, typer.Option("--input-json", help="inputs as a JSON object")] = None,  # noqa: E501
+    input_: InputOpt = None,
+    input_json: InputJsonOpt = None,
     key: Annotated[str | None, typer.Option("--key", help="idempotency key of the run")] = None,
     json_: JsonOpt = False,
 ) -> None:

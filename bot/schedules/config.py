@@ -66,7 +66,7 @@ class Schedule:
 
     @property
     def target(self) -> str:
-        return self.workflow or (self.action or {}).get("type") or f"job:{self.job}"
+        return self.workflow or (self.action or {}).get("type") or str(self.job)
 
     def trigger(self) -> CronTrigger:
         return cron_trigger(self.cron, ZoneInfo(self.timezone))
