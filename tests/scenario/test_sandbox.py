@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from bot.sandbox import SANDBOX_USER, SandboxRun, default_build, running_sandbox
-from bot.sandbox.page import find_runner
+from bot.sandbox.page import SAMPLE_INPUTS, find_runner
 from bot.sandbox.run import banner
 from executors.sandbox.standin import StandIn
 from handlers import blocks
@@ -103,18 +103,19 @@ async def test_ops_command_from_the_page_gets_its_ephemeral_answer(run: SandboxR
     assert answer["response_type"] == "ephemeral" and "queued" in json.dumps(answer["blocks"])
 
 
-async def test_workflow_started_from_the_page_reaches_trello_slack_and_sheets(
-    run: SandboxRun,
-) -> None:
-    inputs = {"title": "Login fails", "description": "500 on submit", "priority": "urgent"}
-    status, started = await post(run, "api/workflows/bug-report", {"input": inputs})
+@pytest.mark.parametrize("name", sorted(SAMPLE_INPUTS))
+async def test_example_workflows_run_on_the_seeded_content(run: SandboxRun, name: str) -> None:
+    status, started = await post(run, f"api/workflows/{name}", {"input": SAMPLE_INPUTS[name]})
     assert status == 201, started
     view = await find_runner(run.runtime).wait(started["id"], 20)
     assert view["status"] == "succeeded", view
-    [card] = run.sandbox.trello.cards()
-    assert card["name"] == "Bug: Login fails"
-    assert run.sandbox.slack.messages("bugs")
-    assert run.sandbox.google.sheets.rows("Bugs")
+    sb = run.sandbox
+    if name == "bug-report":
+        assert sb.trello.cards() and sb.google.sheets.rows("Bugs")
+    elif name == "invoice-processing":
+        assert sb.google.sheets.rows("Invoices") and sb.slack.messages("finance")
+    else:
+        assert sb.notion.pages() and sb.slack.messages("operations")
 
 
 async def test_fault_switch_fails_the_platform_then_clears(run: SandboxRun) -> None:
