@@ -80,9 +80,10 @@ def backup(settings: Settings, dest: str, force: bool = False) -> dict[str, Any]
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     started = time.monotonic()
-    with contextlib.closing(sqlite3.connect(source, timeout=10)) as src, contextlib.closing(
-        sqlite3.connect(partial)
-    ) as dst:
+    with (
+        contextlib.closing(sqlite3.connect(source, timeout=10)) as src,
+        contextlib.closing(sqlite3.connect(partial)) as dst,
+    ):
         src.backup(dst)
         dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
     info = check_backup(str(partial))
@@ -134,9 +135,10 @@ def restore(settings: Settings, src: str, now: float | None = None) -> dict[str,
             ) from exc
         _refuse_live_leases(db, now if now is not None else time.time())
         kept = _keep_current(db, now if now is not None else time.time())
-        with contextlib.closing(sqlite3.connect(src)) as source, contextlib.closing(
-            sqlite3.connect(db, timeout=10)
-        ) as target:
+        with (
+            contextlib.closing(sqlite3.connect(src)) as source,
+            contextlib.closing(sqlite3.connect(db, timeout=10)) as target,
+        ):
             source.backup(target)
     return {"restored": str(db), "from": src, "previous_kept_as": kept, **info}
 
@@ -161,9 +163,10 @@ def _keep_current(db: Path, now: float) -> str | None:
     if not db.exists():
         return None
     kept = db.with_name(f"{db.name}.before-restore-{int(now)}")
-    with contextlib.closing(sqlite3.connect(db, timeout=10)) as src, contextlib.closing(
-        sqlite3.connect(kept)
-    ) as dst:
+    with (
+        contextlib.closing(sqlite3.connect(db, timeout=10)) as src,
+        contextlib.closing(sqlite3.connect(kept)) as dst,
+    ):
         src.backup(dst)  # reads through the WAL: the kept file is complete on its own
         dst.execute("PRAGMA journal_mode=DELETE")
     return str(kept)

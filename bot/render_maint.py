@@ -11,8 +11,18 @@ from bot.render import pairs, seconds, table, when
 def view_audit(rows: list[dict[str, Any]]) -> str:
     return table(
         ["at", "entity", "id", "from", "to", "actor", "detail"],
-        [(when(r["at"]), r["entity"], r["entity_id"], r["from_status"], r["to_status"],
-          r["actor"], _text(r["detail"])) for r in rows],
+        [
+            (
+                when(r["at"]),
+                r["entity"],
+                r["entity_id"],
+                r["from_status"],
+                r["to_status"],
+                r["actor"],
+                _text(r["detail"]),
+            )
+            for r in rows
+        ],
         empty="(no audit rows match)",
     )
 
@@ -20,8 +30,18 @@ def view_audit(rows: list[dict[str, Any]]) -> str:
 def view_alerts(rows: list[dict[str, Any]]) -> str:
     return table(
         ["opened", "status", "severity", "key", "count", "title", "resolved"],
-        [(when(r["opened_at"]), r["status"], r["severity"], r["key"], r["count"], r["title"],
-          when(r.get("resolved_at"))) for r in rows],
+        [
+            (
+                when(r["opened_at"]),
+                r["status"],
+                r["severity"],
+                r["key"],
+                r["count"],
+                r["title"],
+                when(r.get("resolved_at")),
+            )
+            for r in rows
+        ],
         empty="(no alerts)",
     )
 

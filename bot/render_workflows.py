@@ -11,8 +11,17 @@ from bot.render import pairs, seconds, table, when
 def view_workflows(rows: list[dict[str, Any]]) -> str:
     return table(
         ["name", "enabled", "transactional", "steps", "timeout", "hash"],
-        [(r["name"], _yes(r["enabled"]), _yes(r["transactional"]), r["steps"],
-          seconds(r["timeout_s"]), r["hash"]) for r in rows],
+        [
+            (
+                r["name"],
+                _yes(r["enabled"]),
+                _yes(r["transactional"]),
+                r["steps"],
+                seconds(r["timeout_s"]),
+                r["hash"],
+            )
+            for r in rows
+        ],
         empty="(no workflows loaded: set OPSBOT_WORKFLOWS)",
     )
 
@@ -36,8 +45,17 @@ def view_run(r: dict[str, Any]) -> str:
     ])  # fmt: skip
     steps = table(
         ["step", "status", "attempts", "took", "action", "error"],
-        [(s["name"], s["status"], s["attempts"], seconds(s.get("duration_s")), s["action_id"],
-          s["error"]) for s in r["steps"]],
+        [
+            (
+                s["name"],
+                s["status"],
+                s["attempts"],
+                seconds(s.get("duration_s")),
+                s["action_id"],
+                s["error"],
+            )
+            for s in r["steps"]
+        ],
     )
     out = [head, "", steps]
     if r.get("rollback"):
@@ -48,8 +66,18 @@ def view_run(r: dict[str, Any]) -> str:
 def view_runs(rows: list[dict[str, Any]]) -> str:
     return table(
         ["run", "workflow", "version", "env", "status", "created", "error"],
-        [(r["id"], r["name"], r["version"], r["env"], r["status"], when(r["created_at"]),
-          r["error"]) for r in rows],
+        [
+            (
+                r["id"],
+                r["name"],
+                r["version"],
+                r["env"],
+                r["status"],
+                when(r["created_at"]),
+                r["error"],
+            )
+            for r in rows
+        ],
         empty="(no runs)",
     )
 
@@ -87,9 +115,18 @@ def view_schedules(rows: list[dict[str, Any]]) -> str:
 
     return table(
         ["schedule", "cron", "tz", "target", "state", "next", "last"],
-        [(r["name"], r["schedule"], r["timezone"], f"{r['target_kind']} {r['target']}",
-          "paused" if r["paused"] else "on" if r["enabled"] else "disabled",
-          when(r["next_fire_at"]), last(r)) for r in rows],
+        [
+            (
+                r["name"],
+                r["schedule"],
+                r["timezone"],
+                f"{r['target_kind']} {r['target']}",
+                "paused" if r["paused"] else "on" if r["enabled"] else "disabled",
+                when(r["next_fire_at"]),
+                last(r),
+            )
+            for r in rows
+        ],
         empty="(no schedules: set OPSBOT_SCHEDULES or add ./schedules.yml)",
     )
 
@@ -109,8 +146,16 @@ def view_firing(r: dict[str, Any]) -> str:
 def view_firings(rows: list[dict[str, Any]]) -> str:
     return table(
         ["fired", "kind", "outcome", "target", "detail"],
-        [(when(r["fire_at"]), r["kind"], r["outcome"], r.get("target_id"),
-          _detail(r.get("detail"))) for r in rows],
+        [
+            (
+                when(r["fire_at"]),
+                r["kind"],
+                r["outcome"],
+                r.get("target_id"),
+                _detail(r.get("detail")),
+            )
+            for r in rows
+        ],
         empty="(no firings yet)",
     )
 

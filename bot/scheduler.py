@@ -228,9 +228,7 @@ class Scheduler:
     async def listing(self) -> list[dict[str, Any]]:
         now = self.clock()
         states = await self.store.read(st.all_states)
-        lasts = await self.store.read(
-            lambda c: {n: st.history(c, n, 1) for n in self.schedules}
-        )
+        lasts = await self.store.read(lambda c: {n: st.history(c, n, 1) for n in self.schedules})
         return [_listing(s, states.get(s.name), lasts[s.name], now)
                 for s in self.schedules.values()]  # fmt: skip
 
@@ -273,4 +271,3 @@ def _listing(
         "next_fire_at": s.next_fire(now) if s.enabled and not paused else None,
         "last": last[0] if last else None,
     }  # fmt: skip
-

@@ -284,8 +284,15 @@ def test_bad_definitions_are_reported_with_their_location() -> None:
     with pytest.raises(ScheduleInvalid) as info:
         parse_schedules(text, "s.yml")
     text_ = "\n".join(info.value.problems)
-    for expected in ("schedules[0].schedule", "Mars/Base", "catch_up", "schedules[2]: give exactly",
-                     "schedules[3].colour", "schedules[3].schedule", "schedules[4].action.type"):
+    for expected in (
+        "schedules[0].schedule",
+        "Mars/Base",
+        "catch_up",
+        "schedules[2]: give exactly",
+        "schedules[3].colour",
+        "schedules[3].schedule",
+        "schedules[4].action.type",
+    ):
         assert expected in text_, expected
 
 

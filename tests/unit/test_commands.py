@@ -25,14 +25,20 @@ from bot.commands import COMMANDS, UsageError, help_text, parse, slack_words
         (["dlq", "replay", "all"], "dlq replay", {"ids": None}),
         (["dlq", "replay", "a", "b"], "dlq replay", {"ids": ["a", "b"]}),
         (["dlq", "purge"], "dlq purge", {"ids": None}),
-        (["run", "notify", "who=ann", "n=a=b"], "workflow run",
-         {"name": "notify", "input": {"who": "ann", "n": "a=b"}}),
+        (
+            ["run", "notify", "who=ann", "n=a=b"],
+            "workflow run",
+            {"name": "notify", "input": {"who": "ann", "n": "a=b"}},
+        ),
         (["run", "notify"], "workflow run", {"name": "notify", "input": {}}),
         (["workflow", "run_1"], "workflow status", {"run_id": "run_1"}),
         (["rollback", "run_1"], "workflow rollback", {"run_id": "run_1", "force": False}),
         (["rollback", "run_1", "--force"], "workflow rollback", {"run_id": "run_1", "force": True}),
-        (["resolve", "run_1", "fixed", "by", "hand"], "workflow resolve",
-         {"run_id": "run_1", "comment": "fixed by hand"}),
+        (
+            ["resolve", "run_1", "fixed", "by", "hand"],
+            "workflow resolve",
+            {"run_id": "run_1", "comment": "fixed by hand"},
+        ),
         (["schedule", "list"], "schedule list", {}),
         (["schedule", "pause", "nightly"], "schedule pause", {"name": "nightly"}),
         (["schedule", "run", "nightly"], "schedule run", {"name": "nightly"}),
@@ -67,8 +73,18 @@ def test_usage_errors(words: list[str], message: str) -> None:
 def test_state_changing_commands_and_help() -> None:
     changing = {c.slack for c in slack_words().values() if c.changes_state}
     assert changing == {
-        "pause", "resume", "clear", "reset", "dlq replay", "dlq purge", "rollback",
-        "retry-rollback", "resolve", "schedule pause", "schedule resume", "schedule run",
+        "pause",
+        "resume",
+        "clear",
+        "reset",
+        "dlq replay",
+        "dlq purge",
+        "rollback",
+        "retry-rollback",
+        "resolve",
+        "schedule pause",
+        "schedule resume",
+        "schedule run",
     }
     text = help_text()
     assert "/ops reset PLATFORM:" in text and "/ops clear [--stuck-only]" in text
