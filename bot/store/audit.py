@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from bot.store.prepared import Prepared
 from bot.store.tables import AuditRow
 
 _AUDIT = AuditRow.__table__  # type: ignore[attr-defined]
@@ -42,3 +43,8 @@ def audit_row(
 def write_audit(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(insert(_AUDIT), rows)
+
+
+_AUDIT_KEYS = ("at", "entity", "entity_id", "from_status", "to_status", "actor", "detail")
+# The hot paths' audit writer (submit, claim, record): prepared SQL, one executemany.
+AUDIT_INSERT = Prepared(insert(_AUDIT), _AUDIT_KEYS)

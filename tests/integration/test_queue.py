@@ -123,10 +123,10 @@ async def test_duplicate_from_another_process_race(
 ) -> None:
     """Another process inserts the same key between our look-up and our insert: the unique
     index refuses ours, and the retried submit returns theirs."""
-    import bot.queue
+    import bot.queue_submit
 
     other = Queue(Store(settings.opsbot_database_url), settings, clock=clock)
-    real_existing = bot.queue._existing
+    real_existing = bot.queue_submit._existing
     calls = 0
 
     def racing(conn: Any, specs: list[ActionSpec]) -> Any:
@@ -137,7 +137,7 @@ async def test_duplicate_from_another_process_race(
             other.submit_sync([spec(idempotency_key="race")])
         return found
 
-    monkeypatch.setattr(bot.queue, "_existing", racing)
+    monkeypatch.setattr(bot.queue_submit, "_existing", racing)
     [ours] = await queue.submit([spec(idempotency_key="race")])
     [theirs] = other.submit_sync([spec(idempotency_key="race")])
     # Our first look found nothing, so only the unique index + retry can make ours a duplicate.
@@ -427,14 +427,15 @@ def test_hot_statements_compile_for_postgresql() -> None:
     named parameters filled from the row dicts (and literal guards from the compiled defaults)."""
     from sqlalchemy.dialects import postgresql
 
-    import bot.outcomes
-    import bot.queue
+    import bot.outcome_record
+    import bot.queue_claim
+    import bot.queue_submit
 
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    settle = bot.outcomes._SETTLE._for(dialect)
+    settle = bot.outcome_record._SETTLE._for(dialect)
     assert "%(b_id)s" in settle.sql and settle.bind({"b_id": "x"})["status_1"] == "running"
-    stmt = bot.queue._CLAIM_UPDATE._build([bindparam(f"in_{k}") for k in range(3)])
+    stmt = bot.queue_claim._CLAIM_UPDATE._build([bindparam(f"in_{k}") for k in range(3)])
     sql = str(stmt.compile(dialect=dialect))
     assert "RETURNING" in sql and "IN (%(in_0)s, %(in_1)s, %(in_2)s)" in sql
-    insert_sql = bot.queue._INSERT._for(dialect).sql
+    insert_sql = bot.queue_submit._INSERT._for(dialect).sql
     assert insert_sql.startswith("INSERT INTO actions") and "?" not in insert_sql

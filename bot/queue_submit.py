@@ -1,0 +1,194 @@
+"""Submits (writer thread): validated actions become rows in one transaction, with a `received`
+audit row each; repeats (same idempotency key, or an id the producer chose) return the first
+action instead; QUEUE_MAX_SIZE refuses a batch that does not fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from bot.actions import ActionSpec, Status
+from bot.queue_views import count_active
+from bot.routing import ROUTES
+from bot.store.audit import AUDIT_INSERT, audit_row
+from bot.store.codec import dumps, loads
+from bot.store.prepared import Prepared
+from bot.store.tables import ActionRow
+
+A = ActionRow.__table__  # type: ignore[attr-defined]
+_RECOUNT_EVERY_S = 1.0  # another process may submit too: trust the in-process count this long
+
+
+class QueueFull(Exception):
+    def __init__(self, waiting: int, incoming: int, max_size: int) -> None:
+        self.waiting, self.incoming, self.max_size = waiting, incoming, max_size
+        extra = f"; refused {incoming} new actions" if incoming > 1 else ""
+        super().__init__(
+            f"queue full: {waiting} of QUEUE_MAX_SIZE={max_size} actions waiting{extra}"
+        )
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    id: str
+    status: str
+    duplicate: bool
+    result: dict[str, Any] | None
+
+
+class Capacity:
+    """QUEUE_MAX_SIZE bookkeeping: non-final actions as last counted, plus our own submits
+    minus our own finals since. Counts exactly only when it may matter or the count is old."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active: int | None = None
+        self._counted_at = 0.0
+
+    def reserve(self, conn: Connection, incoming: int) -> None:
+        """Refuse the whole batch (QueueFull) if it does not fit."""
+        stale = time.monotonic() - self._counted_at > _RECOUNT_EVERY_S
+        if self.active is None or stale or self.active + incoming > self.limit:
+            self.active = count_active(conn)
+            self._counted_at = time.monotonic()
+        if self.active + incoming > self.limit:
+            raise QueueFull(self.active, incoming, self.limit)
+
+    def added(self, n: int) -> None:
+        self.active = (self.active or 0) + n
+
+    def finished(self, n: int) -> None:
+        if self.active is not None:
+            self.active -= n
+
+
+_ROW_KEYS = (
+    "id", "type", "platform", "priority", "priority_rank", "status", "data", "idempotency_key",
+    "requires_approval", "approval_reason", "requested_by", "source", "reason", "notify",
+    "callback_url", "attempts", "max_attempts", "created_at", "queued_at", "available_at",
+    "run_id", "step_name",
+)  # fmt: skip
+_INSERT = Prepared(insert(A), _ROW_KEYS)
+_RECEIVED_AUDIT = audit_row(0.0, None, Status.RECEIVED.value, None)
+
+
+def submit_tx(
+    specs: list[ActionSpec],
+    actor: str,
+    run_id: str | None,
+    step_name: str | None,
+    now: float,
+    max_attempts: int,
+    capacity: Capacity,
+    conn: Connection,
+) -> list[SubmitResult]:
+    known = _existing(conn, specs) if any(s.idempotency_key or s.id for s in specs) else {}
+    results: list[SubmitResult] = []
+    rows: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    static: dict[tuple[str, str, bool], dict[str, Any]] = {}  # per (type, priority, flag)
+    for spec in specs:
+        keys = _dedupe_keys(spec)
+        first = next((known[k] for k in keys if k in known), None) if keys else None
+        if first is not None:
+            results.append(replace(first, duplicate=True))
+            continue
+        shape = (spec.type, spec.priority, spec.requires_approval)
+        shared = static.get(shape) or static.setdefault(
+            shape, _static(spec, now, run_id, step_name, max_attempts)
+        )
+        row = _row(shared, spec, now)
+        rows.append(row)
+        audits.append({**_RECEIVED_AUDIT, "at": now, "entity_id": row["id"], "actor": actor,
+                       "to_status": row["status"]})  # fmt: skip
+        result = SubmitResult(row["id"], row["status"], False, None)
+        results.append(result)
+        if keys:
+            known.update(dict.fromkeys(keys, result))
+    if rows:
+        capacity.reserve(conn, len(rows))
+        _INSERT.many(conn, rows)
+        AUDIT_INSERT.many(conn, audits)
+        capacity.added(len(rows))
+    return results
+
+
+def _static(
+    spec: ActionSpec, now: float, run_id: str | None, step_name: str | None, max_attempts: int
+) -> dict[str, Any]:
+    """The columns shared by every action of this type, priority and approval flag."""
+    route = ROUTES[spec.type]
+    needs_approval = spec.requires_approval or bool(route.approval_reason)
+    status = Status.AWAITING_APPROVAL if needs_approval else Status.QUEUED
+    return {
+        "type": spec.type,
+        "platform": spec.platform,
+        "priority": spec.priority.value,
+        "priority_rank": spec.priority.rank,
+        "status": status.value,
+        "requires_approval": needs_approval,
+        "approval_reason": route.approval_reason or ("requested" if needs_approval else None),
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "created_at": now,
+        "queued_at": now if status is Status.QUEUED else None,
+        "run_id": run_id,
+        "step_name": step_name,
+    }
+
+
+def available_at(spec: ActionSpec) -> float:
+    """When the action may first run as asked (0.0: at once)."""
+    return spec.not_before.timestamp() if spec.not_before else 0.0
+
+
+_NODE = os.urandom(4).hex()  # this process
+_COUNTER = itertools.count()
+
+
+def new_action_id() -> str:
+    """Short, unique, roughly time-sortable: act_ + ms time + process tag + counter (hex)."""
+    return f"act_{int(time.time() * 1000):011x}{_NODE}{next(_COUNTER) & 0xFFFFFF:06x}"
+
+
+def _row(shared: dict[str, Any], spec: ActionSpec, now: float) -> dict[str, Any]:
+    """One actions row: the batch's shared columns plus this action's own."""
+    return {
+        **shared,
+        "id": spec.id or new_action_id(),
+        "data": dumps(spec.data),
+        "idempotency_key": spec.idempotency_key,
+        "requested_by": spec.requested_by,
+        "source": spec.source,
+        "reason": spec.reason,
+        "notify": spec.notify,
+        "callback_url": spec.callback_url,
+        "available_at": max(now, spec.not_before.timestamp()) if spec.not_before else now,
+    }
+
+
+def _dedupe_keys(spec: ActionSpec) -> list[tuple[str, str]]:
+    """What makes a submit a repeat: its idempotency key, or an id the producer chose."""
+    if not (spec.idempotency_key or spec.id):
+        return []
+    return [(tag, v) for tag, v in (("key", spec.idempotency_key), ("id", spec.id)) if v]
+
+
+def _existing(conn: Connection, specs: list[ActionSpec]) -> dict[tuple[str, str], SubmitResult]:
+    keys = [s.idempotency_key for s in specs if s.idempotency_key]
+    ids = [s.id for s in specs if s.id]
+    found: dict[tuple[str, str], SubmitResult] = {}
+    cols = (A.c.id, A.c.idempotency_key, A.c.status, A.c.result)
+    for column, values, tag in ((A.c.idempotency_key, keys, "key"), (A.c.id, ids, "id")):
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            for row in conn.execute(select(*cols).where(column.in_(chunk))):
+                result = SubmitResult(row.id, row.status, True, loads(row.result))
+                found[(tag, row.idempotency_key if tag == "key" else row.id)] = result
+    return found
