@@ -52,7 +52,12 @@ class Hub:
     def send(self, name: str, data: Any) -> None:
         for client in list(self._clients):
             if not _offer(client, (name, data)):
+                # A page that fell this far behind is told to go: its EventSource reconnects
+                # and starts again from the full picture.
                 self._clients.discard(client)
+                while not client.empty():
+                    client.get_nowait()
+                client.put_nowait(None)
 
     async def _flush_loop(self) -> None:
         while True:

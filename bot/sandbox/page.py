@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +102,7 @@ class PageService:
             web.post("/api/click", self._click),
             web.post("/api/command", self._command),
             web.post("/api/view", self._view),
+            web.post("/api/home", self._home),
             web.post("/api/actions", self._submit),
             web.post("/api/workflows/{name}", self._start_run),
             web.post("/api/faults", self._fault),
@@ -122,9 +124,7 @@ class PageService:
         return {"user": SANDBOX_USER, "activity": list(self._recent), **panels}
 
     def _on_change(self, name: str) -> None:
-        platform = {"google-oauth": ""}.get(name, name)
-        if platform:
-            self.hub.dirty(platform)
+        self.hub.dirty(name)  # the stand-ins' names are the platforms'
         if name == "slack":
             self._new_views()
 
@@ -210,8 +210,19 @@ class PageService:
             self.sandbox.slack.submit_view(str(body["view_id"]), values, user=SANDBOX_USER)
         )
 
+    async def _home(self, request: web.Request) -> web.Response:
+        """The user opens opsbot's App Home tab: Bolt publishes the view (app_home_opened)."""
+        dm = "D" + SANDBOX_USER.removeprefix("U")
+        event = {"type": "app_home_opened", "user": SANDBOX_USER, "tab": "home", "channel": dm,
+                 "event_ts": str(time.time())}  # fmt: skip
+        return await _pushed(self.sandbox.slack.event(event))
+
     async def _submit(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        """One action (an object) or a batch (a list), as POST /actions takes them."""
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            return _json({"error": f"not JSON: {exc}"}, 400)
         try:
             results = await self.runtime.intake.submit_results(body, actor="sandbox")
         except ActionInvalid as exc:
@@ -219,8 +230,8 @@ class PageService:
         except Exception as exc:  # QueueFull and the like: say what happened
             return _json({"error": f"{type(exc).__name__}: {exc}"}, 503)
         shown = [{"id": r.id, "status": r.status, "duplicate": r.duplicate} for r in results]
-        for item in shown:
-            self._activity({"id": item["id"], "status": item["status"], "event": "submitted"})
+        for item, raw in zip(shown, body if isinstance(body, list) else [body], strict=False):
+            self._activity({"id": item["id"], "type": raw.get("type"), "status": item["status"]})
         return _json({"actions": shown}, 201)
 
     async def _start_run(self, request: web.Request) -> web.Response:

@@ -40,6 +40,7 @@ def slack(state: JSON) -> JSON:
             for c in channels
         ],
         "users": users,
+        "home": state.get("home", {}),  # App Home views by user (views.publish)
     }
 
 

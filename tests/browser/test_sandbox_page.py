@@ -87,6 +87,10 @@ async def test_approve_from_the_page_executes_the_action(
     assert png.startswith(b"\x89PNG")
     keep = os.environ.get("OPSBOT_SCREENSHOT_DIR")
     (Path(keep) if keep else tmp_path).joinpath("sandbox-page.png").write_bytes(png)
+    await browser.js("document.querySelector('#channels a.home').click()")
+    await browser.wait_js("document.querySelector('.home-view')?.textContent.length > 20")
+    if keep:
+        Path(keep).joinpath("sandbox-home.png").write_bytes(await browser.screenshot())
 
 
 async def test_reject_asks_for_a_reason_in_a_modal(run: SandboxRun, browser: Browser) -> None:

@@ -165,3 +165,14 @@ async def test_page_stream_starts_with_the_whole_picture(run: SandboxRun) -> Non
             examples = await r.json()
     assert any(isinstance(ex["action"], dict) and ex["action"].get("requires_approval")
                for ex in examples)  # fmt: skip
+
+
+async def test_every_example_action_is_accepted_by_the_intake(run: SandboxRun) -> None:
+    async with aiohttp.ClientSession() as http, http.get(run.url + "api/examples") as r:
+        examples = await r.json()
+    assert len(examples) >= 5
+    for example in examples:
+        status, answer = await post(run, "api/actions", example["action"])
+        assert status == 201, (example["name"], answer)
+    status, answer = await post(run, "api/actions", {"type": "create_task", "bogus": 1})
+    assert status == 400 and "bogus" in answer["error"]

@@ -29,7 +29,14 @@
 
   function renderChannels() {
     const nav = $("channels");
-    nav.innerHTML = "<h4>Channels</h4>";
+    nav.innerHTML = "";
+    const home = document.createElement("a");
+    home.href = "#home";
+    home.className = "chan home" + (state.current === HOME ? " current" : "");
+    home.textContent = "⌂ opsbot (App Home)";
+    home.addEventListener("click", (ev) => { ev.preventDefault(); openHome(); });
+    nav.appendChild(home);
+    nav.appendChild(Object.assign(document.createElement("h4"), { textContent: "Channels" }));
     state.slack.channels.forEach((c) => {
       const a = B.esc(c.name);
       const item = document.createElement("a");
@@ -41,6 +48,26 @@
       item.addEventListener("click", (ev) => { ev.preventDefault(); select(c.name); });
       nav.appendChild(item);
     });
+  }
+
+  const HOME = "\u0000home";
+
+  async function openHome() {
+    state.current = HOME;
+    renderSlack();
+    try { await post("/api/home", {}); } catch (e) { alert("App Home did not open: " + e.message); }
+  }
+
+  function renderHome() {
+    $("channel-title").textContent = "opsbot · App Home";
+    const box = $("messages");
+    box.innerHTML = "";
+    const view = (state.slack.home || {})[state.user];
+    if (!view) { box.innerHTML = '<p class="empty">Opening…</p>'; return; }
+    const node = document.createElement("div");
+    node.className = "msg home-view";
+    node.appendChild(B.render(view.blocks, "", { users: users(), onButton: null }));
+    box.appendChild(node);
   }
 
   function select(name) {
@@ -87,6 +114,8 @@
   function renderSlack() {
     if (!state.slack) return;
     renderChannels();
+    $("command-form").style.display = state.current === HOME ? "none" : "";
+    if (state.current === HOME) { renderHome(); return; }
     const channel = state.slack.channels.find((c) => c.name === state.current) || state.slack.channels[0];
     $("channel-title").textContent = "#" + channel.name;
     const box = $("messages");
