@@ -65,8 +65,7 @@ class PageService:
         self._seen_views = set(sb.slack.state["views"])
         self._live = True
         for platform in PLATFORMS:
-            [standin] = sb.standins(platform)
-            self._undo.append(standin.subscribe(self._on_change))
+            self._undo.append(sb.standin(platform).subscribe(self._on_change))
         sb.slack.on_call(self._on_call)  # the stand-in has no removal: `_live` gates it
         self._undo.append(self.runtime.queue.subscribe(self._on_outcome))
         self.hub.start()
@@ -115,8 +114,7 @@ class PageService:
             return self.sandbox.faults()
         if name == "circuits":
             return snapshot.circuits(self.runtime)
-        [standin] = self.sandbox.standins(name)
-        return snapshot.PANELS[name](standin.state)
+        return snapshot.PANELS[name](self.sandbox.standin(name).state)
 
     def _everything(self) -> dict[str, Any]:
         names = (*PLATFORMS, "faults", "circuits")

@@ -192,47 +192,40 @@ class Sandbox:
         }
 
     # -- fault switches ----------------------------------------------------------------------
-    def standins(self, platform: str) -> list[StandIn]:
-        """The servers behind one platform (Google's token server fails with Drive and Sheets
-        only through their own switches, so it is not listed)."""
+    def standin(self, platform: str) -> StandIn:
+        """The server behind one platform (Google's token server is shared by Drive and
+        Sheets, so their switches act on their own servers only)."""
         table: dict[str, StandIn] = {
             "slack": self.slack, "notion": self.notion, "trello": self.trello,
             "drive": self.google.drive, "sheets": self.google.sheets,
         }  # fmt: skip
         if platform not in table:
             raise ValueError(f"unknown platform {platform!r}: one of {', '.join(PLATFORMS)}")
-        return [table[platform]]
+        return table[platform]
 
     async def set_fault(self, platform: str, kind: str, **options: Any) -> None:
         """`kind`: 503, 429, 401 (bad credentials), slow, off (connection refused), clear."""
-        for standin in self.standins(platform):
-            if kind == "off":
-                await self._switch_off(platform, standin)
-            elif kind == "clear":
-                standin.faults.clear()
-                await self._switch_on(platform, standin)
-            else:
-                if kind == "slow":
-                    options.setdefault("delay", 5.0)
-                if kind == "429":
-                    options.setdefault("retry_after", 2.0)
-                standin.faults.set(kind, **options)
-
-    async def _switch_off(self, platform: str, standin: StandIn) -> None:
-        if platform not in self.off:
-            self.off.add(platform)
-            await _stop(standin)  # state saved; the port stays remembered for the restart
-
-    async def _switch_on(self, platform: str, standin: StandIn) -> None:
-        if platform in self.off:
-            self.off.discard(platform)
-            await standin.start()
+        standin = self.standin(platform)
+        if kind == "off":
+            if platform not in self.off:
+                self.off.add(platform)
+                await _stop(standin)  # state saved; the port is kept for the restart
+        elif kind == "clear":
+            standin.faults.clear()
+            if platform in self.off:
+                self.off.discard(platform)
+                await standin.start()
+        else:
+            if kind == "slow":
+                options.setdefault("delay", 5.0)
+            if kind == "429":
+                options.setdefault("retry_after", 2.0)
+            standin.faults.set(kind, **options)
 
     def faults(self) -> dict[str, list[dict[str, Any]]]:
         shown: dict[str, list[dict[str, Any]]] = {}
         for platform in PLATFORMS:
-            [standin] = self.standins(platform)
-            switches = standin.faults.snapshot()
+            switches = self.standin(platform).faults.snapshot()
             if platform in self.off:
                 switches.append({"kind": "off"})
             shown[platform] = switches

@@ -167,6 +167,27 @@ async def test_page_stream_starts_with_the_whole_picture(run: SandboxRun) -> Non
                for ex in examples)  # fmt: skip
 
 
+async def test_page_stream_pushes_a_panel_when_its_stand_in_changes(run: SandboxRun) -> None:
+    async with aiohttp.ClientSession() as http, http.get(run.url + "events") as r:
+        assert (await r.content.readline()).startswith(b"event: state")
+        await post(run, "api/actions", {"type": "create_card", "data": {"name": "Live"}})
+
+        async def trello_event() -> dict[str, Any]:
+            name = ""
+            async for line in r.content:
+                text = line.decode().strip()
+                if text.startswith("event: "):
+                    name = text.removeprefix("event: ")
+                elif text.startswith("data: ") and name == "trello":
+                    board = json.loads(text.removeprefix("data: "))
+                    if board["lists"][0]["cards"]:
+                        return dict(board)
+            raise AssertionError("the stream ended")
+
+        board = await asyncio.wait_for(trello_event(), 10)
+    assert board["lists"][0]["cards"][0]["name"] == "Live"
+
+
 async def test_every_example_action_is_accepted_by_the_intake(run: SandboxRun) -> None:
     async with aiohttp.ClientSession() as http, http.get(run.url + "api/examples") as r:
         examples = await r.json()
