@@ -21,6 +21,7 @@ from aiohttp import web
 
 from bot.actions import ActionInvalid
 from bot.sandbox import snapshot
+from bot.sandbox.content import EXAMPLES_DIR, SAMPLE_INPUTS, load_examples
 from bot.sandbox.hub import Hub
 from bot.sandbox.standins import PLATFORMS, SANDBOX_USER, Sandbox
 from executors.sandbox.slack import SlackError
@@ -28,17 +29,9 @@ from executors.sandbox.slack import SlackError
 log = logging.getLogger("opsbot.sandbox")
 
 PAGE_DIR = Path(__file__).resolve().parents[2] / "executors" / "sandbox" / "page"
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "actions"
 STATIC = {"app.js": "text/javascript", "blocks.js": "text/javascript", "style.css": "text/css"}
 FAULT_KINDS = ("503", "429", "401", "slow", "off", "clear")
 ACK_TIMEOUT = 5.0
-SAMPLE_INPUTS: dict[str, dict[str, str]] = {
-    "invoice-processing": {"invoice_id": "INV-001", "amount": "1250.00",
-                           "date": "2026-01-15", "content": "Invoice PDF"},
-    "bug-report": {"title": "Login fails", "description": "500 on submit", "priority": "urgent"},
-    "meeting-request": {"topic": "Quarterly review", "date": "2026-02-01",
-                        "attendees": "alice, bob", "channel": "#operations"},
-}  # fmt: skip
 
 
 class PageService:
@@ -61,6 +54,13 @@ class PageService:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # the runtime only stops services whose start() returned
+            raise
+
+    async def _start(self) -> None:
         sb = self.sandbox
         self._seen_views = set(sb.slack.state["views"])
         self._live = True
@@ -266,13 +266,6 @@ def find_runner(runtime: Any) -> Any:
         if getattr(service, "runner", None) is not None:
             return service.runner
     return None
-
-
-def load_examples(folder: Path) -> list[dict[str, Any]]:
-    if not folder.is_dir():
-        return []
-    return [{"name": path.stem, "action": json.loads(path.read_text("utf-8"))}
-            for path in sorted(folder.glob("*.json"))]  # fmt: skip
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

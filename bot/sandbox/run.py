@@ -20,7 +20,7 @@ from typing import Any
 from bot.config import Settings, load_settings
 from bot.runtime import Runtime
 from bot.sandbox.page import PageService
-from bot.sandbox.standins import Sandbox
+from bot.sandbox.standins import Sandbox, port_free
 
 log = logging.getLogger("opsbot.sandbox")
 
@@ -108,8 +108,9 @@ async def running_sandbox(
         settings = sandbox_settings(sandbox, overrides)
         runtime = (build or default_build)(settings)
         port = page_port
-        if port is None:
+        if port is None:  # the remembered (or default) port, unless something else has it
             port = sandbox.ports.get("page", DEFAULT_PAGE_PORT)
+            port = port if port_free(port) else 0
         page = PageService(sandbox, runtime, port=port)
         runtime.services.append(page)
         async with runtime:

@@ -126,7 +126,7 @@ class Sandbox:
     def _where(self, name: str) -> dict[str, Any]:
         """State file and port for one stand-in: the remembered port when it is still free."""
         port = self.ports.get(name, 0) if self.remember_ports else 0
-        if port and not _free(port):
+        if port and not port_free(port):
             log.warning("sandbox: port %s of the %s stand-in is taken; links to it break", port,
                         name)  # fmt: skip
             port = 0
@@ -252,7 +252,7 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 
 from bot.sandbox import SANDBOX_USER, SandboxRun, default_build, running_sandbox
-from bot.sandbox.page import SAMPLE_INPUTS, find_runner
+from bot.sandbox.content import SAMPLE_INPUTS
+from bot.sandbox.page import find_runner
 from bot.sandbox.run import banner
 from executors.sandbox.standin import StandIn
 from handlers import blocks
