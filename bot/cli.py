@@ -238,17 +238,17 @@ def worker(
 @app.command("run")
 def run() -> None:
     """Run opsbot: the workers and the rest of the runtime, until SIGINT/SIGTERM."""
-    _serve(drain=False)
+    _serve(drain=False, everything=True)
 
 
-def _serve(drain: bool) -> None:
-    from bot.runtime import run_worker
+def _serve(drain: bool, everything: bool = False) -> None:
+    from bot.runtime import run_all, run_worker
 
     settings: Settings | None = None
     try:
         settings = _settings()
         configure_logging(settings)
-        code = run_worker(settings, drain)
+        code = run_all(settings) if everything else run_worker(settings, drain)
     except Exception as exc:
         fail(exc, settings)
     raise typer.Exit(code)

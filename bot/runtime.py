@@ -21,13 +21,16 @@ from bot.flow.breaker import Breakers
 from bot.flow.fallback import FallbackChain
 from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy
+from bot.intake import Intake
 from bot.routing import PLATFORMS
 from bot.store.engine import Store
 from bot.worker import WorkerPool
+from bot.workflows.rollback import WithCompensation
 from executors.base import Executor
 from executors.registry import build_executors
 
 if TYPE_CHECKING:
+    from bot.ops.context import OpsContext
     from bot.queue import Queue
 
 log = logging.getLogger(__name__)
@@ -50,12 +53,14 @@ class Runtime:
         self.disabled: dict[str, str] = {}
         self.store: Store
         self.queue: Queue
-        self.intake: Any = None
+        self.intake: Intake
         self.pool: WorkerPool
         self.limiters: RateLimiters
         self.breakers: Breakers
         self.policy: RetryPolicy
         self.fallbacks: FallbackChain
+        self.runner: Any = None  # the live WorkflowRunner, set by its service (bot/app.py)
+        self.scheduler: Any = None  # the live Scheduler, set by its service
         self._started: list[Service] = []
         self._stop = asyncio.Event()
 
@@ -77,7 +82,7 @@ class Runtime:
 
         settings = self.settings
         self.queue = Queue(self.store, settings, clock=self.clock)
-        self.intake = _make_intake(self.queue)
+        self.intake = Intake(self.queue)
         self.limiters = RateLimiters.from_settings(settings)
         self.breakers = Breakers(
             PLATFORMS,
@@ -88,7 +93,9 @@ class Runtime:
         )
         self.policy = RetryPolicy.from_settings(settings)
         self.fallbacks = FallbackChain(settings.fallbacks)
-        self.executors, self.disabled = build_executors(settings, self.limiters.throttle)
+        executors, self.disabled = build_executors(settings, self.limiters.throttle)
+        # Every executor also answers "compensate" actions (workflow rollback steps).
+        self.executors = {p: WithCompensation(e) for p, e in executors.items()}
         self.pool = WorkerPool(
             self.queue, self.executors, self.limiters, self.breakers, self.policy,
             self.fallbacks, settings, self.clock, store=self.store, disabled=self.disabled,
@@ -122,6 +129,16 @@ class Runtime:
                 log.exception("closing the %s executor failed", executor.platform)
         await asyncio.to_thread(self.store.close)
 
+    def ops_context(self) -> OpsContext:
+        """The ops layer's view of this process: live breakers, pool, runner and scheduler."""
+        from bot.ops.context import OpsContext
+
+        return OpsContext(
+            store=self.store, settings=self.settings, queue=self.queue, clock=self.clock,
+            breakers=self.breakers, pool=self.pool, disabled=self.disabled,
+            runner=self.runner, scheduler=self.scheduler,
+        )  # fmt: skip
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -139,13 +156,6 @@ class Runtime:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
-
-def _make_intake(queue: Queue) -> Any:
-    try:
-        from bot.intake import Intake
-    except ImportError:  # the intake module may not exist in a partial checkout
-        return None
-    return Intake(queue)
 
 
 def run_worker(settings: Settings, drain: bool = False) -> int:
@@ -167,3 +177,10 @@ def run_worker(settings: Settings, drain: bool = False) -> int:
         return 0
 
     return asyncio.run(main())
+
+
+def run_all(settings: Settings) -> int:
+    """`opsbot run`: everything in one process (see bot/app.py for what that is)."""
+    from bot.app import run_all as run_everything
+
+    return run_everything(settings)

@@ -116,11 +116,7 @@ class SlackService:
             raise RuntimeError("Slack needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN")
         rt = self.runtime
         client = make_client(settings, settings.slack_bot_token.get_secret_value())
-        ops_ctx = OpsContext(
-            store=rt.store, settings=settings, queue=rt.queue, clock=rt.clock,
-            breakers=getattr(rt, "breakers", None), pool=getattr(rt, "pool", None),
-            disabled=getattr(rt, "disabled", None),
-        )  # fmt: skip
+        ops_ctx = rt.ops_context()
         self.door = FrontDoor(settings, ops_ctx, rt.queue, client, rt.clock)
         self.app = build_app(self.door)
         self.handler = AsyncSocketModeHandler(

@@ -27,7 +27,6 @@ from bot.callbacks import CallbackDispatcher
 from bot.health import Health
 from bot.logs import log_attempt_view
 from bot.metrics import Metrics
-from bot.ops import OpsContext
 from bot.web import WebDeps, WebService
 from executors.base import Executor
 
@@ -90,15 +89,11 @@ class Surface:
             rt.queue, secret.get_secret_value() if secret else None, metrics=self.metrics
         )
         self.callbacks.start()
-        ops_ctx = OpsContext(
-            store=rt.store, settings=settings, queue=rt.queue, clock=clock,
-            breakers=getattr(rt, "breakers", None), pool=getattr(rt, "pool", None),
-            disabled=rt.disabled,
-        )  # fmt: skip
+        ops_ctx = rt.ops_context()
         limiters = getattr(rt, "limiters", None)
         deps = WebDeps(
             settings=settings, queue=rt.queue, ops=ops_ctx, metrics=self.metrics,
-            health=self.health.snapshot, runner=self.runner,
+            health=self.health.snapshot, runner=self.runner or rt.runner,
             rate_limits=(lambda: _limiter_stats(limiters)) if limiters is not None else None,
         )  # fmt: skip
         self.web = WebService(deps, host=self.host, port=self.port)

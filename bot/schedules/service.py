@@ -56,18 +56,14 @@ class SchedulerService:
         self.scheduler: Scheduler | None = None
 
     async def start(self) -> None:
-        from bot.ops.context import OpsContext
 
         rt = self.runtime
         runner = self.runner() if self.runner is not None else None
-        ctx = OpsContext(
-            store=rt.store, settings=rt.settings, queue=rt.queue, clock=rt.clock,
-            breakers=getattr(rt, "breakers", None), pool=getattr(rt, "pool", None),
-            disabled=getattr(rt, "disabled", None), runner=runner,
-        )  # fmt: skip
+        ctx = rt.ops_context()
+        ctx.runner = runner
         self.scheduler = build_scheduler(rt.store, rt.queue, rt.settings, runner=runner,
                                          post=self.post, clock=rt.clock, ops_ctx=ctx)  # fmt: skip
-        ctx.scheduler = self.scheduler
+        ctx.scheduler = rt.scheduler = self.scheduler
         await self.scheduler.start()
 
     async def stop(self) -> None:

@@ -1,0 +1,100 @@
+"""`opsbot run`: the whole bot in one asyncio process.
+
+The Runtime (store, queue, flow control, executors, workers) plus its services, started in this
+order and stopped in reverse:
+  run lock -> workflow runner -> Slack front door (when both tokens are set) -> scheduler ->
+  surface (metrics, alerts, health checks, callbacks, HTTP server).
+The runner comes before Slack and the scheduler so `/ops run` and schedules use the live one;
+Slack comes before the surface so alerts can be posted to #errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from bot.backup import RunLock
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.schedules.service import SchedulerService
+from bot.slack_app import SlackService, add_slack
+from bot.surface import Surface
+from bot.workflows.loader import load_workflows
+from bot.workflows.runner import WorkflowRunner
+
+log = logging.getLogger(__name__)
+
+
+class WorkflowService:
+    """Loads OPSBOT_WORKFLOWS and runs the WorkflowRunner (resuming active runs at start)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.runner: WorkflowRunner | None = None
+
+    async def start(self) -> None:
+        rt = self.runtime
+        workflows = await asyncio.to_thread(load_workflows, rt.settings.opsbot_workflows)
+        self.runner = WorkflowRunner(rt.store, rt.queue, workflows, rt.settings, rt.clock)
+        rt.runner = self.runner
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.stop()
+
+
+def compose(runtime: Runtime) -> SlackService | None:
+    """Add every service `opsbot run` starts to `runtime.services`; returns the Slack service."""
+    settings = runtime.settings
+    runtime.services.append(RunLock(settings))
+    runtime.services.append(WorkflowService(runtime))
+    slack = add_slack(runtime, settings)
+    runtime.services.append(
+        SchedulerService(runtime, runner=lambda: runtime.runner, post=_report_poster(slack))
+    )
+    runtime.services.append(Surface(runtime, slack_post=slack.alert_post if slack else None))
+    return slack
+
+
+def _report_poster(slack: SlackService | None) -> Any:
+    if slack is None:
+        return None
+
+    async def post(channel: str, text: str) -> Any:
+        assert slack.door is not None, "the Slack service has not started"
+        return await slack.door.client.chat_postMessage(channel=channel, text=text)
+
+    return post
+
+
+def banner(runtime: Runtime, slack: SlackService | None) -> str:
+    """What is running, in a few lines for the console (no secrets)."""
+    settings = runtime.settings
+    lines = [
+        f"opsbot is running (database {settings.opsbot_database_url}, "
+        f"{settings.queue_workers} workers, HTTP on port {settings.opsbot_http_port})",
+        "  slack front door: "
+        + ("on (Socket Mode)" if slack else "off (needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN)"),
+    ]
+    lines += [f"  {platform}: enabled" for platform in sorted(runtime.executors)]
+    lines += [f"  {p}: disabled: {reason}" for p, reason in sorted(runtime.disabled.items())]
+    workflows = runtime.runner.workflows if runtime.runner else {}
+    lines.append(f"  workflows: {', '.join(sorted(workflows)) or 'none (OPSBOT_WORKFLOWS)'}")
+    lines.append("Stop with Ctrl-C (SIGINT) or SIGTERM: running actions finish, the rest wait.")
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings, runtime: Runtime | None = None) -> int:
+    runtime = runtime or Runtime(settings)
+    slack = compose(runtime)
+    async with runtime:
+        print(banner(runtime, slack), file=sys.stderr, flush=True)
+        await runtime.run_forever()
+    return 0
+
+
+def run_all(settings: Settings) -> int:
+    return asyncio.run(serve(settings))
