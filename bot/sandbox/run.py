@@ -51,7 +51,13 @@ def sandbox_settings(sandbox: Sandbox, overrides: Mapping[str, Any] | None = Non
     if EXAMPLE_WORKFLOWS.is_dir():
         values["opsbot_workflows"] = str(EXAMPLE_WORKFLOWS)
     values.update(overrides or {})
-    return load_settings(**values)
+    settings = load_settings(**values)
+    if settings.opsbot_http_port and not port_free(settings.opsbot_http_port):
+        log.warning(
+            "sandbox: port %s is taken; the HTTP API takes a free one", settings.opsbot_http_port
+        )
+        settings = load_settings(**{**values, "opsbot_http_port": 0})
+    return settings
 
 
 def default_build(settings: Settings, **slack_options: Any) -> Runtime:
