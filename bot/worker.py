@@ -266,6 +266,9 @@ class WorkerPool:
         platform, action_type, data = route
         fallback_used = platform != claimed.platform
         executor = self.executors[platform]
+        if action_type in getattr(executor, "keyed_operations", ()):
+            # Lets the platform side deduplicate a retry whose first response was lost.
+            data = {"idempotency_key": claimed.idempotency_key or claimed.id, **data}
         breaker = self.breakers.get(platform)
         operation = executor.operations.get(action_type)
         try:

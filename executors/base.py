@@ -92,6 +92,8 @@ class Executor(Protocol):
     """One platform. `operations` maps an action type to a coroutine taking the action data."""
 
     platform: str
+    # Optional: `keyed_operations: frozenset[str]`, the operations that deduplicate on
+    # `data["idempotency_key"]`; the worker fills it in (the action's key, else its id).
 
     @property
     def operations(self) -> Mapping[str, Operation]: ...

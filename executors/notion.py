@@ -46,6 +46,7 @@ T = TypeVar("T")
 
 class NotionExecutor:
     platform = PLATFORM
+    keyed_operations = frozenset({"create_task"})  # duplicate check on the action's key
 
     def __init__(
         self,

@@ -57,6 +57,7 @@ class WithCompensation:
     def __init__(self, inner: Executor) -> None:
         self.inner = inner
         self.platform = inner.platform
+        self.keyed_operations: frozenset[str] = getattr(inner, "keyed_operations", frozenset())
 
     @property
     def operations(self) -> Mapping[str, Operation]:

@@ -416,3 +416,25 @@ async def _until(condition: Any) -> None:
 
 def _now() -> float:
     return time.time()
+
+
+async def test_keyed_operations_receive_the_action_key(harness: Harness) -> None:
+    """An executor that deduplicates gets the action's idempotency key, else the action id."""
+
+    class KeyedTrello(FakeTrello):
+        keyed_operations = frozenset({"create_card"})
+
+    harness.trello = KeyedTrello()
+    harness.executors["trello"] = harness.trello
+    harness.pool = harness.make_pool()
+    ids = await harness.submit(
+        {"type": "create_card", "data": {"name": "a"}, "idempotency_key": "bug-7"},
+        {"type": "create_card", "data": {"name": "b"}},
+    )
+    await harness.pool.start()
+    try:
+        await harness.wait_for(ids, {"succeeded"})
+    finally:
+        await harness.pool.stop(1.0)
+    keys = {card["name"]: card["idempotency_key"] for card in harness.trello.cards}
+    assert keys == {"a": "bug-7", "b": ids[1]}
