@@ -16,7 +16,7 @@ from sqlalchemy import Connection, insert, select
 from bot.actions import ActionSpec, Status
 from bot.queue_views import count_active
 from bot.routing import ROUTES
-from bot.store.audit import AUDIT_INSERT, audit_row
+from bot.store.audit import AUDIT_INSERT
 from bot.store.codec import dumps, loads
 from bot.store.prepared import Prepared
 from bot.store.tables import ActionRow
@@ -68,14 +68,20 @@ class Capacity:
             self.active -= n
 
 
-_ROW_KEYS = (
-    "id", "type", "platform", "priority", "priority_rank", "status", "data", "idempotency_key",
-    "requires_approval", "approval_reason", "requested_by", "source", "reason", "notify",
-    "callback_url", "attempts", "max_attempts", "created_at", "queued_at", "available_at",
-    "run_id", "step_name",
+# An actions row is this action's own values followed by the values it shares with every
+# action of the same type, priority and approval flag in the batch (built once per batch).
+_OWN_KEYS = (
+    "id", "data", "idempotency_key", "requested_by", "source", "reason", "notify",
+    "callback_url", "available_at",
 )  # fmt: skip
-_INSERT = Prepared(insert(A), _ROW_KEYS)
-_RECEIVED_AUDIT = audit_row(0.0, None, Status.RECEIVED.value, None)
+_SHARED_KEYS = (
+    "type", "platform", "priority", "priority_rank", "status", "requires_approval",
+    "approval_reason", "attempts", "max_attempts", "created_at", "queued_at", "run_id",
+    "step_name", "fallback_used",
+)  # fmt: skip
+_INSERT = Prepared(insert(A), _OWN_KEYS + _SHARED_KEYS)
+_RECEIVED = Status.RECEIVED.value
+_Shape = tuple[str, str, bool]
 
 
 def submit_tx(
@@ -90,9 +96,10 @@ def submit_tx(
 ) -> list[SubmitResult]:
     known = _existing(conn, specs) if any(s.idempotency_key or s.id for s in specs) else {}
     results: list[SubmitResult] = []
-    rows: list[dict[str, Any]] = []
-    audits: list[dict[str, Any]] = []
-    static: dict[tuple[str, str, bool], dict[str, Any]] = {}  # per (type, priority, flag)
+    rows: list[tuple[Any, ...]] = []
+    audits: list[tuple[Any, ...]] = []
+    static: dict[_Shape, tuple[Any, ...]] = {}
+    ids = _IdMaker()
     for spec in specs:
         keys = _dedupe_keys(spec)
         first = next((known[k] for k in keys if k in known), None) if keys else None
@@ -101,46 +108,63 @@ def submit_tx(
             continue
         shape = (spec.type, spec.priority, spec.requires_approval)
         shared = static.get(shape) or static.setdefault(
-            shape, _static(spec, now, run_id, step_name, max_attempts)
+            shape, _shared(spec, now, run_id, step_name, max_attempts)
         )
-        row = _row(shared, spec, now)
-        rows.append(row)
-        audits.append({**_RECEIVED_AUDIT, "at": now, "entity_id": row["id"], "actor": actor,
-                       "to_status": row["status"]})  # fmt: skip
-        result = SubmitResult(row["id"], row["status"], False, None)
+        action_id = spec.id or ids.next()
+        rows.append(_own(action_id, spec, now) + shared)
+        status = shared[4]
+        audits.append((now, "action", action_id, _RECEIVED, status, actor, None))
+        result = SubmitResult(action_id, status, False, None)
         results.append(result)
         if keys:
             known.update(dict.fromkeys(keys, result))
     if rows:
         capacity.reserve(conn, len(rows))
-        _INSERT.many(conn, rows)
-        AUDIT_INSERT.many(conn, audits)
+        _INSERT.many_tuples(conn, rows)
+        AUDIT_INSERT.many_tuples(conn, audits)
         capacity.added(len(rows))
     return results
 
 
-def _static(
+def _shared(
     spec: ActionSpec, now: float, run_id: str | None, step_name: str | None, max_attempts: int
-) -> dict[str, Any]:
-    """The columns shared by every action of this type, priority and approval flag."""
+) -> tuple[Any, ...]:
+    """The _SHARED_KEYS values of every action of this type, priority and approval flag."""
     route = ROUTES[spec.type]
     needs_approval = spec.requires_approval or bool(route.approval_reason)
     status = Status.AWAITING_APPROVAL if needs_approval else Status.QUEUED
-    return {
-        "type": spec.type,
-        "platform": spec.platform,
-        "priority": spec.priority.value,
-        "priority_rank": spec.priority.rank,
-        "status": status.value,
-        "requires_approval": needs_approval,
-        "approval_reason": route.approval_reason or ("requested" if needs_approval else None),
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "created_at": now,
-        "queued_at": now if status is Status.QUEUED else None,
-        "run_id": run_id,
-        "step_name": step_name,
-    }
+    return (
+        spec.type,
+        spec.platform,
+        spec.priority.value,
+        spec.priority.rank,
+        status.value,
+        needs_approval,
+        route.approval_reason or ("requested" if needs_approval else None),
+        0,
+        max_attempts,
+        now,
+        now if status is Status.QUEUED else None,
+        run_id,
+        step_name,
+        False,
+    )
+
+
+def _own(action_id: str, spec: ActionSpec, now: float) -> tuple[Any, ...]:
+    """The _OWN_KEYS values of one action."""
+    not_before = spec.not_before
+    return (
+        action_id,
+        dumps(spec.data) if spec.data else "{}",
+        spec.idempotency_key,
+        spec.requested_by,
+        spec.source,
+        spec.reason,
+        spec.notify,
+        spec.callback_url,
+        max(now, not_before.timestamp()) if not_before else now,
+    )
 
 
 def available_at(spec: ActionSpec) -> float:
@@ -154,23 +178,17 @@ _COUNTER = itertools.count()
 
 def new_action_id() -> str:
     """Short, unique, roughly time-sortable: act_ + ms time + process tag + counter (hex)."""
-    return f"act_{int(time.time() * 1000):011x}{_NODE}{next(_COUNTER) & 0xFFFFFF:06x}"
+    return _IdMaker().next()
 
 
-def _row(shared: dict[str, Any], spec: ActionSpec, now: float) -> dict[str, Any]:
-    """One actions row: the batch's shared columns plus this action's own."""
-    return {
-        **shared,
-        "id": spec.id or new_action_id(),
-        "data": dumps(spec.data),
-        "idempotency_key": spec.idempotency_key,
-        "requested_by": spec.requested_by,
-        "source": spec.source,
-        "reason": spec.reason,
-        "notify": spec.notify,
-        "callback_url": spec.callback_url,
-        "available_at": max(now, spec.not_before.timestamp()) if spec.not_before else now,
-    }
+class _IdMaker:
+    """new_action_id for a batch: the time part is taken once per batch, the counter per id."""
+
+    def __init__(self) -> None:
+        self._prefix = f"act_{int(time.time() * 1000):011x}{_NODE}"
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(_COUNTER) & 0xFFFFFF:06x}"
 
 
 def _dedupe_keys(spec: ActionSpec) -> list[tuple[str, str]]:

@@ -31,37 +31,34 @@ class Prepared:
             compiled = self.stmt.compile(dialect=dialect, column_keys=self.keys)
             defaults = {k: _scalar_default(self.stmt, k, v) for k, v in compiled.params.items()}
             names = list(getattr(compiled, "positiontup", None) or [])
-            found = _Compiled(compiled.string, names if dialect.positional else None, defaults)
+            positional = names if dialect.positional else None
+            found = _Compiled(compiled.string, positional, defaults, self.keys or list(defaults))
             self._compiled[dialect.name] = found
         return found
 
-    def _params(self, dialect: Dialect, rows: Sequence[dict[str, Any]]) -> tuple[str, list[Any]]:
-        compiled = self._for(dialect)
-        return compiled.sql, [compiled.bind(row) for row in rows]
-
     def many(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> int:
-        """executemany; returns the driver's total rowcount (-1 when it does not know)."""
+        """executemany over dict rows; returns the driver's total rowcount (-1: unknown)."""
         if not rows:
             return 0
-        sql, params = self._params(conn.dialect, rows)
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if len(params) == 1:
-                cursor.execute(sql, params[0])
-            else:
-                cursor.executemany(sql, params)
-            return int(cursor.rowcount)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, sql, exc) from exc
-        finally:
-            cursor.close()
+        compiled = self._for(conn.dialect)
+        return _run_many(conn, compiled.sql, [compiled.bind(row) for row in rows])
+
+    def many_tuples(self, conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """executemany over tuples holding the values of `keys`, in that order: the hot paths'
+        form (no dict per row; on SQLite usually handed to the driver as they are)."""
+        if not rows:
+            return 0
+        compiled = self._for(conn.dialect)
+        convert = compiled.from_tuple
+        return _run_many(conn, compiled.sql, rows if convert is None else list(map(convert, rows)))
 
     def rows(self, conn: Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """execute once and fetch all rows (SELECT or ... RETURNING) as plain tuples."""
-        sql, values = self._params(conn.dialect, [params])
+        compiled = self._for(conn.dialect)
+        sql = compiled.sql
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(sql, values[0])
+            cursor.execute(sql, compiled.bind(params))
             return [tuple(r) for r in cursor.fetchall()]
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, sql, exc) from exc
@@ -69,25 +66,80 @@ class Prepared:
             cursor.close()
 
 
-class _Compiled:
-    """SQL text plus a fast row -> driver parameters function."""
+def _run_many(conn: Connection, sql: str, params: Sequence[Any]) -> int:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if len(params) == 1:
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)
+        return int(cursor.rowcount)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(conn, sql, exc) from exc
+    finally:
+        cursor.close()
 
-    def __init__(self, sql: str, names: list[str] | None, defaults: dict[str, Any]) -> None:
+
+class _Compiled:
+    """SQL text plus fast row -> driver parameters functions.
+
+    Positional dialects (SQLite `?`) take tuples in the compiled order, which holds the caller's
+    keys and literal values (guards such as `status = 'running'`, NULLs, column defaults) in
+    the statement's own order. Both are built by itemgetter (C) over the caller's values with
+    the constants appended: no per-column Python loop and no dict per row.
+    """
+
+    def __init__(
+        self, sql: str, names: list[str] | None, defaults: dict[str, Any], keys: list[str]
+    ) -> None:
         self.sql = sql
         self.defaults = defaults
         self._get: Callable[[dict[str, Any]], Any] | None = None
-        if names:
-            # itemgetter is C: one call per row instead of a generator over the columns
-            get = itemgetter(*names)
-            self._get = get if len(names) > 1 else (lambda row: (get(row),))
+        self.from_tuple: Callable[[tuple[Any, ...]], Any] | None = None
+        if names is None:  # named paramstyle (PostgreSQL drivers): dicts
+            self.from_tuple = lambda t: {**defaults, **dict(zip(keys, t, strict=True))}
+            return
+        given = [n for n in names if n in keys]
+        consts = tuple(defaults.get(n) for n in names if n not in keys)
+        if given:
+            by_name = _tuple_getter(given)
+            # values in `names` order: the given ones (in names order) + constants, permuted
+            slots, k, c = [], 0, len(given)
+            for n in names:
+                slots.append(k if n in keys else c)
+                k, c = (k + 1, c) if n in keys else (k, c + 1)
+            order = _tuple_getter_by_index(slots)
+            self._get = lambda row: order(by_name(row) + consts)
+        else:  # nothing from the caller
+            self._get = lambda row: consts
+        index, extra = [], len(keys)
+        for n in names:
+            if n in keys:
+                index.append(keys.index(n))
+            else:
+                index.append(extra)
+                extra += 1
+        if index != list(range(len(keys))) or extra != len(keys):
+            pick = _tuple_getter_by_index(index)
+            self.from_tuple = lambda t: pick(t + consts)
 
     def bind(self, row: dict[str, Any]) -> Any:
         if self._get is None:
             return {**self.defaults, **row}
         try:
             return self._get(row)
-        except KeyError:
+        except KeyError:  # a row leaving out an optional key: its default
             return self._get({**self.defaults, **row})
+
+
+def _tuple_getter(names: list[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    get = itemgetter(*names)
+    return get if len(names) > 1 else (lambda row: (get(row),))
+
+
+def _tuple_getter_by_index(index: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    get = itemgetter(*index)
+    return get if len(index) > 1 else (lambda t: (get(t),))
 
 
 def _wrapped(conn: Connection, sql: str, exc: Exception) -> Exception:

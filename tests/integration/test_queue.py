@@ -393,6 +393,36 @@ def test_migrate_runs_steps_and_refuses_newer(settings: Settings) -> None:
     upgraded.close()
 
 
+async def test_migrate_version_2_file_in_place(settings: Settings, clock: FakeClock) -> None:
+    """A version-2 file (status index, full run_id index) keeps its actions and gets the lean
+    indexes; its queued actions are still claimed in order."""
+    store = Store(settings.opsbot_database_url)
+    queue = Queue(store, settings, clock=clock)
+    await queue.submit([spec(priority="low"), spec(priority="high")], run_id="run-1")
+
+    def as_version_2(c: Any) -> None:
+        c.execute(text("CREATE INDEX ix_actions_status ON actions (status)"))
+        c.execute(text("DROP INDEX ix_actions_run_id"))
+        c.execute(text("CREATE INDEX ix_actions_run_id ON actions (run_id)"))
+        c.execute(text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
+
+    store.write_sync(as_version_2)
+    await queue.close()
+    store.close()
+    upgraded = Store(settings.opsbot_database_url)
+    sql = "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='actions'"
+    indexes: dict[str, str] = dict(upgraded.read_sync(lambda c: c.execute(text(sql)).all()))
+    assert upgraded.schema_version == 3
+    assert "ix_actions_status" not in indexes
+    assert "WHERE run_id IS NOT NULL" in indexes["ix_actions_run_id"]
+    queue = Queue(upgraded, settings, clock=clock)
+    claimed = await queue.claim("w", 10)
+    assert [c.priority for c in claimed] == ["high", "low"]
+    assert {c.run_id for c in claimed} == {"run-1"}
+    await queue.close()
+    upgraded.close()
+
+
 async def test_wait_for_work_wakes_when_delayed_work_falls_due(
     queue: Queue, clock: FakeClock
 ) -> None:
