@@ -15,6 +15,7 @@ from slack_bolt.app.async_app import AsyncApp
 
 from bot import commands
 from bot.ops import OpsError
+from bot.render import redact
 from bot.slack_app import FrontDoor
 from handlers import blocks
 from handlers.approvals import member_of
@@ -63,10 +64,10 @@ async def answer(door: FrontDoor, command: dict[str, Any], respond: Respond) -> 
     try:
         result = await commands.run(cmd, door.ops, args, actor)
     except OpsError as exc:
-        text = f":warning: {exc}"
+        text = f":warning: {redact(str(exc), door.settings)}"
         await _reply(respond, text, [blocks.mrkdwn(text)])
         return
-    rendered = cmd.view(result)
+    rendered = redact(cmd.view(result), door.settings)  # the CLI's redaction, same wording
     await _reply(respond, rendered[:200], blocks.ops_answer(f"/ops {' '.join(words)}", rendered))
     if cmd.changes_state:
         summary = rendered.splitlines()[0] if rendered else "done"
