@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from bot.actions import Status
-from bot.store.audit import AUDIT_INSERT, audit_row
+from bot.store.audit import AUDIT_INSERT
 from bot.store.codec import loads
 from bot.store.prepared import PreparedIn
 from bot.store.tables import ActionRow, PauseRow
@@ -124,7 +124,8 @@ def claim_tx(
         returned = _CLAIM_UPDATE.rows(conn, seqs, params)
         rows = sorted(returned, key=lambda r: (r[6], r[1]))  # RETURNING has no order
         queued, running = Status.QUEUED.value, Status.RUNNING.value
-        AUDIT_INSERT.many(conn, [audit_row(now, r[0], queued, running, actor=owner) for r in rows])
+        audits = [(now, "action", r[0], queued, running, owner, None) for r in rows]
+        AUDIT_INSERT.many_tuples(conn, audits)
     if len(rows) < limit:
         note_next_due(conn.execute(_NEXT_DUE, {"now": now}).scalar())
     return [_claimed(r) for r in rows]

@@ -80,6 +80,7 @@ _SHARED_KEYS = (
     "step_name", "fallback_used",
 )  # fmt: skip
 _INSERT = Prepared(insert(A), _OWN_KEYS + _SHARED_KEYS)
+_STATUS = _SHARED_KEYS.index("status")
 _RECEIVED = Status.RECEIVED.value
 _Shape = tuple[str, str, bool]
 
@@ -101,7 +102,7 @@ def submit_tx(
     static: dict[_Shape, tuple[Any, ...]] = {}
     ids = _IdMaker()
     for spec in specs:
-        keys = _dedupe_keys(spec)
+        keys = _dedupe_keys(spec) if spec.idempotency_key or spec.id else None
         first = next((known[k] for k in keys if k in known), None) if keys else None
         if first is not None:
             results.append(replace(first, duplicate=True))
@@ -112,7 +113,7 @@ def submit_tx(
         )
         action_id = spec.id or ids.next()
         rows.append(_own(action_id, spec, now) + shared)
-        status = shared[4]
+        status = shared[_STATUS]
         audits.append((now, "action", action_id, _RECEIVED, status, actor, None))
         result = SubmitResult(action_id, status, False, None)
         results.append(result)
@@ -193,8 +194,6 @@ class _IdMaker:
 
 def _dedupe_keys(spec: ActionSpec) -> list[tuple[str, str]]:
     """What makes a submit a repeat: its idempotency key, or an id the producer chose."""
-    if not (spec.idempotency_key or spec.id):
-        return []
     return [(tag, v) for tag, v in (("key", spec.idempotency_key), ("id", spec.id)) if v]
 
 
