@@ -17,6 +17,7 @@ import asyncio
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from sqlmodel import SQLModel
 
 from bot.store import tables
 from bot.store.migrations import migrate
+from bot.store.writer import WriterThread
 
 T = TypeVar("T")
 
@@ -83,7 +85,7 @@ class Store:
         self.url = url
         self.engine = make_engine(url)
         self.schema_version = init_schema(self.engine)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsbot-db-write")
+        self._writer = WriterThread("opsbot-db-write")
         self._writer_conn: Connection | None = None  # used on the writer thread only
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsbot-db-read")
 
@@ -93,8 +95,7 @@ class Store:
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(conn)` in one transaction on the writer thread; committed when this returns."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._write_on_writer, fn)
+        return await self._writer.run(partial(self._write_on_writer, fn))
 
     def _write_on_writer(self, fn: Callable[[Connection], T]) -> T:
         """write_sync on the writer thread, over one connection kept open for its life: a
@@ -131,9 +132,9 @@ class Store:
 
     def close(self) -> None:
         if self._writer_conn is not None:
-            self._writer.submit(self._writer_conn.close).result()
+            self._writer.run_blocking(self._writer_conn.close)
             self._writer_conn = None
-        self._writer.shutdown(wait=True)
+        self._writer.stop()
         self._readers.shutdown(wait=True)
         self.engine.dispose()
 
