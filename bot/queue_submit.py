@@ -82,7 +82,6 @@ _SHARED_KEYS = (
 _INSERT = Prepared(insert(A), _OWN_KEYS + _SHARED_KEYS)
 _STATUS = _SHARED_KEYS.index("status")
 _RECEIVED = Status.RECEIVED.value
-_Shape = tuple[str, str, bool]
 
 
 def submit_tx(
@@ -99,7 +98,7 @@ def submit_tx(
     results: list[SubmitResult] = []
     rows: list[tuple[Any, ...]] = []
     audits: list[tuple[Any, ...]] = []
-    static: dict[_Shape, tuple[Any, ...]] = {}
+    shapes = _Shapes(now, run_id, step_name, max_attempts)
     ids = _IdMaker()
     for spec in specs:
         keys = _dedupe_keys(spec) if spec.idempotency_key or spec.id else None
@@ -107,10 +106,7 @@ def submit_tx(
         if first is not None:
             results.append(replace(first, duplicate=True))
             continue
-        shape = (spec.type, spec.priority, spec.requires_approval)
-        shared = static.get(shape) or static.setdefault(
-            shape, _shared(spec, now, run_id, step_name, max_attempts)
-        )
+        shared = shapes.of(spec)
         action_id = spec.id or ids.next()
         rows.append(_own(action_id, spec, now) + shared)
         status = shared[_STATUS]
@@ -125,6 +121,35 @@ def submit_tx(
         AUDIT_INSERT.many_tuples(conn, audits)
         capacity.added(len(rows))
     return results
+
+
+class _Shapes:
+    """The _SHARED_KEYS values per (type, priority, approval flag), built once per batch. A
+    batch is usually all one shape: the last one is checked by identity first (hashing the
+    Priority enum runs Python code)."""
+
+    def __init__(
+        self, now: float, run_id: str | None, step_name: str | None, max_attempts: int
+    ) -> None:
+        self._args = (now, run_id, step_name, max_attempts)
+        self._all: dict[tuple[str, Any, bool], tuple[Any, ...]] = {}
+        self._last: tuple[str, Any, bool, tuple[Any, ...]] | None = None
+
+    def of(self, spec: ActionSpec) -> tuple[Any, ...]:
+        last = self._last
+        if (
+            last is not None
+            and spec.type == last[0]
+            and spec.priority is last[1]
+            and spec.requires_approval is last[2]
+        ):
+            return last[3]
+        shape = (spec.type, spec.priority, spec.requires_approval)
+        shared = self._all.get(shape)
+        if shared is None:
+            shared = self._all[shape] = _shared(spec, *self._args)
+        self._last = (*shape, shared)
+        return shared
 
 
 def _shared(
