@@ -4,13 +4,14 @@
 
 `running_sandbox(...)` is the same thing as an async context manager (tests, embedding): it
 starts the stand-ins, builds Settings from their overrides, builds the runtime (the caller's
-`build`, else the full bot: Slack app, workflows, metrics/alerts/HTTP API), adds the page and
+`build`, else the whole bot as `opsbot run` composes it: bot.app.compose), adds the page and
 enters the runtime. Only base URLs and tokens differ from a production run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -60,44 +61,24 @@ def sandbox_settings(sandbox: Sandbox, overrides: Mapping[str, Any] | None = Non
     return settings
 
 
-def default_build(settings: Settings, **slack_options: Any) -> Runtime:
-    """The whole bot: workers, the Slack app, workflows, and the operator surface
-    (`slack_options` go to the Slack service: card_interval, ping_interval)."""
-    from bot.slack_app import add_slack
+def default_build(
+    settings: Settings, *, card_interval: float | None = None, ping_interval: float | None = None
+) -> Runtime:
+    """The whole bot exactly as `opsbot run` composes it (bot.app.compose), with the HTTP API
+    on 127.0.0.1 only: its write token is the well-known sandbox one. The intervals (tests)
+    tune the Slack service: how often approval cards are reconciled, socket pings."""
+    from bot.app import compose
     from bot.surface import Surface
 
     runtime = Runtime(settings)
-    slack = add_slack(runtime, settings, **slack_options)
-    workflows = Workflows(runtime)
-    runtime.services.append(workflows)
-    post = slack.alert_post if slack else None
-    runtime.services.append(Surface(runtime, slack_post=post, runner=workflows, host="127.0.0.1"))
+    slack = compose(runtime)
+    for service in runtime.services:
+        if isinstance(service, Surface):
+            service.host = "127.0.0.1"
+    if slack is not None:
+        slack.card_interval = card_interval or slack.card_interval
+        slack.ping_interval = ping_interval or slack.ping_interval
     return runtime
-
-
-class Workflows:
-    """The workflow runner as a runtime service: built once the store and queue exist; stands
-    for the runner afterwards (start_run, state, workflows ...)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.runner: Any = None
-
-    async def start(self) -> None:
-        from bot.workflows.loader import load_workflows
-        from bot.workflows.runner import WorkflowRunner
-
-        rt = self.runtime
-        definitions = load_workflows(rt.settings.opsbot_workflows)
-        self.runner = WorkflowRunner(rt.store, rt.queue, definitions, rt.settings, rt.clock)
-        await self.runner.start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.stop()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__.get("runner"), name)
 
 
 @contextlib.asynccontextmanager
@@ -131,15 +112,26 @@ async def run_sandbox(
     page_port: int | None = None,
     overrides: Mapping[str, Any] | None = None,
     build: Build | None = None,
-    announce: Callable[[str], None] = print,
+    announce: Callable[[str], None] | None = None,
 ) -> int:
     """Run the sandbox until SIGINT/SIGTERM; the console says it is the sandbox and where."""
+    from bot.app import banner as bot_banner
+    from bot.slack_app import SlackService
+
     async with running_sandbox(
         state_dir, page_port=page_port, overrides=overrides, build=build
     ) as run:
-        announce(banner(run))
+        services = run.runtime.services
+        slack = next((s for s in services if isinstance(s, SlackService)), None)
+        say = announce or _console
+        say(bot_banner(run.runtime, slack))
+        say(banner(run))
         await run.runtime.run_forever()
     return 0
+
+
+def _console(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)  # where `opsbot run` prints its own banner
 
 
 def banner(run: SandboxRun) -> str:
