@@ -11,8 +11,8 @@ enters the runtime. Only base URLs and tokens differ from a production run.
 from __future__ import annotations
 
 import contextlib
-import sys
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
