@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 
 from bot.config import load_settings
 from bot.logs import configure_logging
@@ -17,9 +16,6 @@ def main() -> int:
     parser.add_argument("state_dir", nargs="?", default=str(DEFAULT_STATE_DIR))
     parser.add_argument("--port", type=int, default=None, help="the page's port")
     args = parser.parse_args()
-    # slack_sdk ignores NO_PROXY; everything the sandbox talks to is on 127.0.0.1.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        os.environ.pop(name, None)
     configure_logging(load_settings())
     try:
         return asyncio.run(run_sandbox(args.state_dir, page_port=args.port))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -118,6 +119,9 @@ async def run_sandbox(
     from bot.app import banner as bot_banner
     from bot.slack_app import SlackService
 
+    # slack_sdk ignores NO_PROXY, and everything the sandbox talks to is on 127.0.0.1.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(name, None)
     async with running_sandbox(
         state_dir, page_port=page_port, overrides=overrides, build=build
     ) as run:
