@@ -236,22 +236,44 @@ def worker(
 
 
 @app.command("run")
-def run() -> None:
-    """Run opsbot: the workers and the rest of the runtime, until SIGINT/SIGTERM."""
-    _serve(drain=False, everything=True)
+def run(
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Run against built-in local stand-ins of every platform (the default when "
+            "SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set)",
+        ),
+    ] = False,
+) -> None:
+    """Run opsbot: Slack front door, workers, scheduler and HTTP API, until SIGINT/SIGTERM.
+    Without Slack tokens it starts the sandbox: the same bot against local stand-ins, with a
+    page to watch it."""
+    _serve(drain=False, everything=True, sandbox=sandbox)
 
 
-def _serve(drain: bool, everything: bool = False) -> None:
+def _serve(drain: bool, everything: bool = False, sandbox: bool = False) -> None:
     from bot.runtime import run_all, run_worker
 
     settings: Settings | None = None
     try:
         settings = _settings()
         configure_logging(settings)
-        code = run_all(settings) if everything else run_worker(settings, drain)
+        if everything and (sandbox or not _has_slack_tokens(settings)):
+            from bot.sandbox import run_sandbox
+
+            code = asyncio.run(run_sandbox())
+        elif everything:
+            code = run_all(settings)
+        else:
+            code = run_worker(settings, drain)
     except Exception as exc:
         fail(exc, settings)
     raise typer.Exit(code)
+
+
+def _has_slack_tokens(settings: Settings) -> bool:
+    return settings.slack_bot_token is not None and settings.slack_app_token is not None
 
 
 # The other command groups register themselves on `app` (kept in their own modules for size).

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -241,6 +243,7 @@ def retry_headers(retry_after: float | None) -> dict[str, str] | None:
 
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    # A unique name: a save from a request in flight may overlap the final save in stop().
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text, "utf-8")
     tmp.replace(path)
