@@ -467,5 +467,18 @@ def test_hot_statements_compile_for_postgresql() -> None:
     stmt = bot.queue_claim._CLAIM_UPDATE._build([bindparam(f"in_{k}") for k in range(3)])
     sql = str(stmt.compile(dialect=dialect))
     assert "RETURNING" in sql and "IN (%(in_0)s, %(in_1)s, %(in_2)s)" in sql
-    insert_sql = bot.queue_submit._INSERT._for(dialect).sql
+    shape = (
+        "send_notification",
+        "slack",
+        "high",
+        1,
+        "awaiting_approval",
+        True,
+        "it's 5%",
+        0,
+        False,
+    )
+    insert_sql = bot.queue_submit._insert_for(dialect, shape)._for(dialect).sql
     assert insert_sql.startswith("INSERT INTO actions") and "?" not in insert_sql
+    # route constants are SQL literals: quotes doubled, % escaped once for pyformat, booleans
+    assert "'it''s 5%%'" in insert_sql and "true" in insert_sql
