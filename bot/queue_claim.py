@@ -14,13 +14,14 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from bot.actions import Status
-from bot.store.audit import AUDIT_INSERT
+from bot.store.audit import action_transition_insert
 from bot.store.codec import loads
 from bot.store.prepared import PreparedIn
 from bot.store.tables import ActionRow, PauseRow
 
 A = ActionRow.__table__  # type: ignore[attr-defined]
 _PAUSES = PauseRow.__table__  # type: ignore[attr-defined]
+_CLAIM_AUDIT = action_transition_insert(Status.QUEUED.value)
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,8 @@ def claim_tx(
         }
         returned = _CLAIM_UPDATE.rows(conn, seqs, params)
         rows = sorted(returned, key=lambda r: (r[6], r[1]))  # RETURNING has no order
-        queued, running = Status.QUEUED.value, Status.RUNNING.value
-        audits = [(now, "action", r[0], queued, running, owner, None) for r in rows]
-        AUDIT_INSERT.many_tuples(conn, audits)
+        running = Status.RUNNING.value
+        _CLAIM_AUDIT.many_tuples(conn, [(now, r[0], running, owner) for r in rows])
     if len(rows) < limit:
         note_next_due(conn.execute(_NEXT_DUE, {"now": now}).scalar())
     return [_claimed(r) for r in rows]

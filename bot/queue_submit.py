@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Dialect, insert, literal_column, null, select
 from bot.actions import ActionSpec, Status
 from bot.queue_views import count_active
 from bot.routing import ROUTES
-from bot.store.audit import AUDIT_INSERT
+from bot.store.audit import action_transition_insert
 from bot.store.codec import dumps, loads
 from bot.store.prepared import Prepared
 from bot.store.tables import ActionRow
@@ -82,7 +82,7 @@ _CONST_KEYS = (
     "approval_reason", "attempts", "fallback_used",
 )  # fmt: skip
 _INSERTS: dict[tuple[str, tuple[Any, ...]], Prepared] = {}  # (dialect, constants) -> INSERT
-_RECEIVED = Status.RECEIVED.value
+_RECEIVED_AUDIT = action_transition_insert(Status.RECEIVED.value)
 
 
 def submit_tx(
@@ -113,7 +113,7 @@ def submit_tx(
         action_id = spec.id or ids.next()
         runs[-1][1].append(_own(action_id, spec, now) + shape.bound)
         status = shape.status
-        audits.append((now, "action", action_id, _RECEIVED, status, actor, None))
+        audits.append((now, action_id, status, actor))
         result = SubmitResult(action_id, status, False, None)
         results.append(result)
         if keys:
@@ -122,7 +122,7 @@ def submit_tx(
         capacity.reserve(conn, len(audits))
         for shape, rows in runs:
             shape.insert.many_tuples(conn, rows)
-        AUDIT_INSERT.many_tuples(conn, audits)
+        _RECEIVED_AUDIT.many_tuples(conn, audits)
         capacity.added(len(audits))
     return results
 

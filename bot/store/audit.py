@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, literal_column, null
 
 from bot.store.prepared import Prepared
 from bot.store.tables import AuditRow
@@ -48,3 +48,15 @@ def write_audit(conn: Connection, rows: list[dict[str, Any]]) -> None:
 _AUDIT_KEYS = ("at", "entity", "entity_id", "from_status", "to_status", "actor", "detail")
 # The hot paths' audit writer (submit, claim, record): prepared SQL, one executemany.
 AUDIT_INSERT = Prepared(insert(_AUDIT), _AUDIT_KEYS)
+
+
+def action_transition_insert(from_status: str) -> Prepared:
+    """An audit INSERT for actions leaving `from_status` (a Status value, not user input),
+    binding only (at, entity_id, to_status, actor): the fixed columns are SQL literals, which
+    makes the per-row insert cheaper on the submit and claim paths."""
+    fixed = {
+        "entity": literal_column("'action'"),
+        "from_status": literal_column(f"'{from_status}'"),
+        "detail": null(),
+    }
+    return Prepared(insert(_AUDIT).values(**fixed), ("at", "entity_id", "to_status", "actor"))
