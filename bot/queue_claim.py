@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from bot.actions import Status
 from bot.store.audit import action_transition_insert
 from bot.store.codec import loads
-from bot.store.prepared import PreparedIn
+from bot.store.prepared import Prepared, PreparedIn
 from bot.store.tables import ActionRow, PauseRow
 
 A = ActionRow.__table__  # type: ignore[attr-defined]
@@ -84,8 +84,20 @@ _CLAIM_UPDATE = PreparedIn(
 _DUE = select(A.c.priority_rank, A.c.seq).where(
     A.c.status == Status.QUEUED.value, A.c.available_at <= bindparam("now")
 )
-_NEXT_DUE = select(func.min(A.c.available_at)).where(
-    A.c.status == Status.QUEUED.value, A.c.available_at > bindparam("now")
+_NEXT_DUE = Prepared(
+    select(func.min(A.c.available_at)).where(
+        A.c.status == Status.QUEUED.value, A.c.available_at > bindparam("now")
+    )
+)
+_PAUSED = Prepared(select(_PAUSES.c.platform))
+# Due actions in run order, all platforms or all but some (the claim's common case, on the
+# DBAPI cursor: SQLAlchemy's per-execution overhead was a large part of an idle claim).
+_RUN_ORDER = (A.c.priority_rank, A.c.seq)
+_DUE_ANY = Prepared(_DUE.order_by(*_RUN_ORDER).limit(bindparam("limit")))
+_DUE_SKIPPING = PreparedIn(
+    lambda skip: (
+        _DUE.where(A.c.platform.not_in(skip)).order_by(*_RUN_ORDER).limit(bindparam("limit"))
+    )
 )
 
 
@@ -102,7 +114,7 @@ def claim_tx(
     """Claim up to `limit` due actions for `owner`. Platforms in `exclude` (and paused ones)
     are skipped; those in `only_one` (half-open circuits) get one probe, none while one runs.
     When fewer than `limit` were due, `note_next_due` gets the next due time (or None)."""
-    skip = set(conn.execute(select(_PAUSES.c.platform)).scalars()) | exclude
+    skip = {row[0] for row in _PAUSED.rows(conn, {})} | exclude
     if "*" in skip or limit <= 0:
         return []
     probes = set(only_one) - skip
@@ -111,9 +123,9 @@ def claim_tx(
             A.c.status == Status.RUNNING.value, A.c.platform.in_(probes)
         )
         probes -= set(conn.execute(busy.distinct()).scalars())
-    candidates = _due(conn, now, limit, skip | set(only_one), None)
+    candidates = _due(conn, now, limit, skip | only_one)
     for platform in sorted(probes):
-        candidates += _due(conn, now, 1, None, platform)
+        candidates += _due_on(conn, now, platform)
     seqs = [seq for _, seq in sorted(candidates)[:limit]]
     rows = []
     if seqs:
@@ -127,19 +139,20 @@ def claim_tx(
         running = Status.RUNNING.value
         _CLAIM_AUDIT.many_tuples(conn, [(now, r[0], running, owner) for r in rows])
     if len(rows) < limit:
-        note_next_due(conn.execute(_NEXT_DUE, {"now": now}).scalar())
+        note_next_due(_NEXT_DUE.rows(conn, {"now": now})[0][0])
     return [_claimed(r) for r in rows]
 
 
-def _due(
-    conn: Connection, now: float, limit: int, skip: set[str] | None, platform: str | None
-) -> list[tuple[int, int]]:
-    stmt = _DUE
+def _due(conn: Connection, now: float, limit: int, skip: set[str]) -> list[tuple[int, int]]:
+    params = {"now": now, "limit": limit}
     if skip:
-        stmt = stmt.where(A.c.platform.not_in(skip))
-    if platform is not None:
-        stmt = stmt.where(A.c.platform == platform)
-    stmt = stmt.order_by(A.c.priority_rank, A.c.seq).limit(limit)
+        return _DUE_SKIPPING.rows(conn, sorted(skip), params)
+    return _DUE_ANY.rows(conn, params)
+
+
+def _due_on(conn: Connection, now: float, platform: str) -> list[tuple[int, int]]:
+    """The first due action of one platform (a half-open circuit's probe)."""
+    stmt = _DUE.where(A.c.platform == platform).order_by(*_RUN_ORDER).limit(1)
     return [(r[0], r[1]) for r in conn.execute(stmt, {"now": now})]
 
 
