@@ -1,11 +1,11 @@
 """The durable action queue: the Queue facade producers, workers and ops code talk to.
 
 Every write is one transaction on the store's writer thread; the transactions live in one
-module per concept: bot.queue_submit (submit, QUEUE_MAX_SIZE), bot.queue_claim (claims),
-bot.outcome_record (worker outcomes), bot.queue_leases (renew, release, reap),
-bot.queue_approvals (decide, expire) and bot.queue_views (read-only views). They use prepared
-statements in batches (executemany, `WHERE seq IN (...)`): no ORM object per row. The SQL is
-portable (SQLite and PostgreSQL); cross-process safety comes from guarded updates
+module per concept: bot.queue_submit (submit), bot.queue_capacity (QUEUE_MAX_SIZE),
+bot.queue_claim (claims), bot.outcome_record (worker outcomes), bot.queue_leases (renew,
+release, reap), bot.queue_approvals (decide, expire) and bot.queue_views (read-only views).
+They use prepared statements in batches (executemany, `WHERE seq IN (...)`): no ORM object per
+row. The SQL is portable (SQLite and PostgreSQL); cross-process safety comes from guarded updates
 (`... WHERE status = 'queued'`) and the unique index on `idempotency_key`, not from locks.
 Delivery is at-least-once: a claim holds a lease; an expired lease puts the action back.
 """
@@ -24,9 +24,10 @@ from bot.config import Settings
 from bot.outcome_record import record_tx
 from bot.outcomes import Outcome, OutcomeBus, Subscriber
 from bot.queue_approvals import bus_view, decide_tx, expire_approvals_tx
+from bot.queue_capacity import Capacity, QueueFull
 from bot.queue_claim import Claimed, claim_tx
 from bot.queue_leases import reap_tx, release_outcomes, renew_tx
-from bot.queue_submit import Capacity, QueueFull, SubmitResult, available_at, submit_tx
+from bot.queue_submit import SubmitResult, available_at, submit_tx
 from bot.queue_views import action_view, depth_by_priority, stuck
 from bot.store.engine import Store
 from bot.work_signal import WorkSignal

@@ -1,6 +1,6 @@
 """Submits (writer thread): validated actions become rows in one transaction, with a `received`
 audit row each; repeats (same idempotency key, or an id the producer chose) return the first
-action instead; QUEUE_MAX_SIZE refuses a batch that does not fit.
+action instead; QUEUE_MAX_SIZE (bot.queue_capacity) refuses a batch that does not fit.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Dialect, insert, literal_column, null, select
 
 from bot.actions import ActionSpec, Status
-from bot.queue_views import count_active
+from bot.queue_capacity import Capacity
 from bot.routing import ROUTES
 from bot.store.audit import action_transition_insert
 from bot.store.codec import dumps, loads
@@ -22,16 +22,6 @@ from bot.store.prepared import Prepared
 from bot.store.tables import ActionRow
 
 A = ActionRow.__table__  # type: ignore[attr-defined]
-_RECOUNT_EVERY_S = 1.0  # another process may submit too: trust the in-process count this long
-
-
-class QueueFull(Exception):
-    def __init__(self, waiting: int, incoming: int, max_size: int) -> None:
-        self.waiting, self.incoming, self.max_size = waiting, incoming, max_size
-        extra = f"; refused {incoming} new actions" if incoming > 1 else ""
-        super().__init__(
-            f"queue full: {waiting} of QUEUE_MAX_SIZE={max_size} actions waiting{extra}"
-        )
 
 
 @dataclass(frozen=True)
@@ -40,32 +30,6 @@ class SubmitResult:
     status: str
     duplicate: bool
     result: dict[str, Any] | None
-
-
-class Capacity:
-    """QUEUE_MAX_SIZE bookkeeping: non-final actions as last counted, plus our own submits
-    minus our own finals since. Counts exactly only when it may matter or the count is old."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active: int | None = None
-        self._counted_at = 0.0
-
-    def reserve(self, conn: Connection, incoming: int) -> None:
-        """Refuse the whole batch (QueueFull) if it does not fit."""
-        stale = time.monotonic() - self._counted_at > _RECOUNT_EVERY_S
-        if self.active is None or stale or self.active + incoming > self.limit:
-            self.active = count_active(conn)
-            self._counted_at = time.monotonic()
-        if self.active + incoming > self.limit:
-            raise QueueFull(self.active, incoming, self.limit)
-
-    def added(self, n: int) -> None:
-        self.active = (self.active or 0) + n
-
-    def finished(self, n: int) -> None:
-        if self.active is not None:
-            self.active -= n
 
 
 # An actions row is this action's own values, then values it shares with every action of the
