@@ -11,6 +11,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.actions import parse_action
@@ -77,11 +78,12 @@ async def drain(n: int, size: int) -> float:
 
 async def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    for name, fn in (
+    benches: list[tuple[str, Callable[[], Awaitable[float]]]] = [
         ("submit one by one", lambda: one_by_one(min(n, 5000))),
         ("submit batches of 500", lambda: batches(n * 5, 500)),
         ("claim+record, batches of 100", lambda: drain(n, 100)),
-    ):
+    ]
+    for name, fn in benches:
         runs = [await fn() for _ in range(3)]
         median = statistics.median(runs)
         print(f"{name:32s} median {median:>10,.0f}/s  runs {[round(r) for r in runs]}")
