@@ -34,6 +34,7 @@ class Row:
     wait_p50_ms: float
     wait_p99_ms: float
     wall_s: float
+    refused_at: tuple[float, ...] = ()  # arrival of each 429, seconds after the first request
 
 
 def achieved_pct(stamps: list[float], limit: int, window: float) -> float | None:
@@ -100,4 +101,11 @@ def print_table(title: str, rows: list[Row]) -> None:
     print(f"\n{title}\n{HEADER}")
     for row in rows:
         print(format_row(row))
+    refused = [
+        f"{r.platform} " + ", ".join(f"+{t:.2f}s" for t in r.refused_at[:5])
+        for r in rows
+        if r.refused_at
+    ]
+    if refused:
+        print("429s arrived at:", "; ".join(refused))
     sys.stdout.flush()
