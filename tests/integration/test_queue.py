@@ -65,6 +65,21 @@ async def test_claim_in_batches_keeps_fifo_across_submits(queue: Queue) -> None:
     assert await queue.claim("w", 10) == []
 
 
+async def test_mixed_batch_keeps_submit_order_within_a_priority(queue: Queue) -> None:
+    """Actions of different types (and so different INSERTs) in one submit keep their order."""
+    batch = [
+        spec(data={"n": 1}),
+        parse_action({"type": "create_task", "data": {"title": "t"}}),
+        spec(data={"n": 2}),
+        parse_action({"type": "create_card", "data": {"name": "c"}}),
+    ]
+    submitted = [r.id for r in await queue.submit(batch)]
+    claimed = await queue.claim("w", 10)
+    assert [c.id for c in claimed] == submitted
+    assert [c.type for c in claimed] == ["echo", "create_task", "echo", "create_card"]
+    assert [c.data for c in claimed][:3] == [{"n": 1}, {"title": "t"}, {"n": 2}]
+
+
 async def test_claim_sets_lease_and_audits(queue: Queue, store: Store, clock: FakeClock) -> None:
     [r] = await queue.submit([spec()])
     [c] = await queue.claim("worker-1", 1)
@@ -482,3 +497,8 @@ def test_hot_statements_compile_for_postgresql() -> None:
     assert insert_sql.startswith("INSERT INTO actions") and "?" not in insert_sql
     # route constants are SQL literals: quotes doubled, % escaped once for pyformat, booleans
     assert "'it''s 5%%'" in insert_sql and "true" in insert_sql
+    received = bot.queue_submit._RECEIVED_AUDIT._for(dialect)
+    assert "'received'" in received.sql and received.from_tuple is not None
+    assert received.from_tuple((1.0, "act_1", "queued", "api"))["entity_id"] == "act_1"
+    due = bot.queue_claim._DUE_ANY._for(dialect).sql
+    assert "ORDER BY actions.priority_rank, actions.seq" in due and "LIMIT %(limit)s" in due
