@@ -78,7 +78,7 @@ class Queue:
         fn = self._submit_fn(specs, actor, run_id, step_name)
         for attempt in range(_SUBMIT_TRIES):
             try:
-                results = await self.store.write(fn)
+                results = await self.store.write_grouped(fn)
                 break
             except IntegrityError:
                 if attempt == _SUBMIT_TRIES - 1:

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlmodel import SQLModel
 
 from bot.store import tables
+from bot.store.group_commit import GroupCommit
 from bot.store.migrations import migrate
 from bot.store.writer import WriterThread
 
@@ -87,6 +88,7 @@ class Store:
         self.schema_version = init_schema(self.engine)
         self._writer = WriterThread("opsbot-db-write")
         self._writer_conn: Connection | None = None  # used on the writer thread only
+        self._group = GroupCommit(self._writer, self._write_on_writer)
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opsbot-db-read")
 
     @property
@@ -96,6 +98,12 @@ class Store:
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(conn)` in one transaction on the writer thread; committed when this returns."""
         return await self._writer.run(partial(self._write_on_writer, fn))
+
+    async def write_grouped(self, fn: Callable[[Connection], T]) -> T:
+        """Like `write`, but concurrent callers may share one commit (each in its own
+        savepoint); each returns after the commit that holds its writes. For writes that
+        are independent of each other, such as submits (bot.store.group_commit)."""
+        return await self._group.write(fn)
 
     def _write_on_writer(self, fn: Callable[[Connection], T]) -> T:
         """write_sync on the writer thread, over one connection kept open for its life: a

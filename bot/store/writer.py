@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -20,8 +21,12 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+# (fn, future, loop): loop None with a concurrent Future (run_blocking); both None (post)
 _Job = tuple[
-    Callable[[], Any], "asyncio.Future[Any] | Future[Any]", asyncio.AbstractEventLoop | None
+    Callable[[], Any],
+    "asyncio.Future[Any] | Future[Any] | None",
+    asyncio.AbstractEventLoop | None,
 ]
 
 
@@ -46,6 +51,10 @@ class WriterThread:
         self._jobs.put((fn, future, None))
         return future.result()
 
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run `fn()` on the writer thread without waiting: it reports its own results."""
+        self._jobs.put((fn, None, None))
+
     def stop(self) -> None:
         """Finish the queued jobs, then end the thread."""
         self._jobs.put(None)
@@ -54,22 +63,33 @@ class WriterThread:
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             fn, future, loop = job
+            if future is None:
+                _run_posted(fn)
+                continue
             if future.cancelled():  # the caller gave up before we began
                 continue
             try:
                 result = fn()
             except BaseException as exc:  # handed to the caller, as run_in_executor does
-                _deliver(loop, future, None, exc)
+                deliver(loop, future, None, exc)
             else:
-                _deliver(loop, future, result, None)
+                deliver(loop, future, result, None)
 
 
-def _deliver(
+def _run_posted(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception:  # a posted job answers its callers itself; keep the thread alive
+        log.exception("writer job failed")
+
+
+def deliver(
     loop: asyncio.AbstractEventLoop | None,
     future: asyncio.Future[Any] | Future[Any],
     result: Any,
     exc: BaseException | None,
 ) -> None:
+    """Settle `future` with the result or error, on its loop (None: a concurrent Future)."""
     if loop is None:
         assert isinstance(future, Future)
         _settle(future, result, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
@@ -183,6 +184,23 @@ class TestQueueFull:
         claimed = await queue.claim("w", 3)
         await queue.record([Outcome(c.id, "succeeded", clock(), clock(), "w") for c in claimed])
         assert len(await queue.submit([spec(), spec(), spec()])) == 3
+
+    async def test_concurrent_submits_share_a_commit_and_fail_alone(
+        self, queue: Queue, store: Store
+    ) -> None:
+        """Submits arriving while the writer is busy are committed together, each in its own
+        savepoint: those that fit are stored and returned, the others get QueueFull."""
+        gate = threading.Event()
+        blocker = asyncio.ensure_future(store.write(lambda conn: gate.wait(5)))
+        submits = [asyncio.ensure_future(queue.submit([spec(data={"n": i})])) for i in range(6)]
+        await asyncio.sleep(0)  # every submit has joined the waiting group
+        gate.set()
+        results = await asyncio.gather(*submits, return_exceptions=True)
+        stored = [r[0].id for r in results if isinstance(r, list)]
+        assert len(stored) == 3
+        assert sum(isinstance(r, QueueFull) for r in results) == 3
+        assert set(statuses(store)) == set(stored)
+        assert await blocker is True
 
     async def test_duplicates_do_not_count(self, queue: Queue) -> None:
         await queue.submit([spec(idempotency_key=k) for k in "abc"])
