@@ -95,8 +95,11 @@ class _Shape:
     """What the actions of one type, priority and approval flag share in one submit."""
 
     def __init__(self, dialect: Dialect, spec: ActionSpec, bound: tuple[Any, ...]) -> None:
-        route = ROUTES[spec.type]
-        needs_approval = spec.requires_approval or bool(route.approval_reason)
+        # Internal types (a rollback's "compensate" step) have no public route; intake only
+        # accepts routed types, so that is the only way an unrouted type gets here.
+        route = ROUTES.get(spec.type)
+        approval_reason = route.approval_reason if route else ""
+        needs_approval = spec.requires_approval or bool(approval_reason)
         status = Status.AWAITING_APPROVAL if needs_approval else Status.QUEUED
         self.status = status.value
         constants = (
@@ -106,7 +109,7 @@ class _Shape:
             spec.priority.rank,
             self.status,
             needs_approval,
-            route.approval_reason or ("requested" if needs_approval else None),
+            approval_reason or ("requested" if needs_approval else None),
             0,
             False,
         )

@@ -409,6 +409,27 @@ async def test_runtime_runs_actions_and_stops_services(tmp_path: Path) -> None:
     assert service.events == ["start", "stop"]
 
 
+async def test_runtime_runs_rollback_steps_of_any_platform(tmp_path: Path) -> None:
+    """A workflow rollback submits "compensate" actions; the runtime's executors run them."""
+    from bot.actions import ActionSpec
+    from bot.routing import Priority
+    from bot.workflows.rollback import COMPENSATE
+
+    record = tmp_path / "effects.jsonl"
+    runtime = Runtime(make_settings(tmp_path))
+    async with runtime:
+        (done,) = await runtime.queue.submit(parse_actions([echo(record=str(record))]))
+        await runtime.intake.wait(done.id, 10)
+        undo = ActionSpec(
+            type=COMPENSATE, platform="echo", priority=Priority.HIGH,
+            data={"type": "echo", "data": {"record": str(record)}, "result": {}},
+        )  # fmt: skip
+        (submitted,) = await runtime.queue.submit([undo])
+        view = await runtime.intake.wait(submitted.id, 10)
+    assert view["status"] == "succeeded", view.get("error")
+    assert [line for line in record.read_text().splitlines() if "undo" in line]
+
+
 async def _until(condition: Any) -> None:
     while not condition():  # noqa: ASYNC110 - polls in-memory state, bounded by the caller
         await asyncio.sleep(0.01)

@@ -22,11 +22,11 @@ from bot.flow.fallback import FallbackChain
 from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy
 from bot.queue import Queue
-from bot.routing import PLATFORMS, ROUTES, Priority, Route
+from bot.routing import PLATFORMS
 from bot.store.engine import Store
 from bot.worker import WorkerPool
 from bot.workflows.definitions import IRREVERSIBLE, Workflow
-from bot.workflows.rollback import COMPENSATE, WithCompensation
+from bot.workflows.rollback import WithCompensation
 from bot.workflows.runner import RunRefused, WorkflowRunner
 from executors.echo import EchoExecutor
 
@@ -62,13 +62,6 @@ class Bot:
         await self.pool.stop(1.0)
         await self.queue.close()
         self.store.close()
-
-
-@pytest.fixture(autouse=True)
-def compensate_route(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Until bot/queue.py accepts the "compensate" type (it looks every type up in ROUTES).
-    if COMPENSATE not in ROUTES:
-        monkeypatch.setitem(ROUTES, COMPENSATE, Route(COMPENSATE, "*", Priority.HIGH))
 
 
 @pytest.fixture

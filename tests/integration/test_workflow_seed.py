@@ -17,11 +17,11 @@ from bot.flow.fallback import FallbackChain
 from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy
 from bot.queue import Queue
-from bot.routing import PLATFORMS, ROUTES, Priority, Route
+from bot.routing import PLATFORMS
 from bot.store.engine import Store
 from bot.worker import WorkerPool
 from bot.workflows.loader import load_path
-from bot.workflows.rollback import COMPENSATE, WithCompensation
+from bot.workflows.rollback import WithCompensation
 from bot.workflows.runner import WorkflowRunner
 from executors.registry import build_executors
 from executors.sandbox.google import GoogleStandIns, start_google_standins
@@ -36,13 +36,6 @@ class World:
     def __init__(self, google: GoogleStandIns, trello: TrelloStandIn, slack: SlackStandIn) -> None:
         self.google, self.trello, self.slack = google, trello, slack
         self.runner: WorkflowRunner
-
-
-@pytest.fixture(autouse=True)
-def compensate_route(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Until bot/queue.py accepts the "compensate" type (it looks every type up in ROUTES).
-    if COMPENSATE not in ROUTES:
-        monkeypatch.setitem(ROUTES, COMPENSATE, Route(COMPENSATE, "*", Priority.HIGH))
 
 
 def _settings(tmp_path: Path, w: World) -> Settings:
