@@ -101,6 +101,7 @@ class ActionSpec:
     reason: str | None = None
     notify: bool = False
     callback_url: str | None = None
+    approval_reason: str | None = None  # set by bot.approval_rules, never by producers
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     ops_approvers: str = ""
     ops_admins: str = ""
     opsbot_approval_timeout: float = Field(3600.0, gt=0)
+    # bot/approval_rules.py: which rules send an action to #approvals without being asked.
+    opsbot_approval_rules: str = "deletion,permission,bulk,money,external"
+    opsbot_bulk_threshold: int = Field(10, ge=1)
+    opsbot_internal_domains: str = ""  # e-mail domains that are not "external"
+    opsbot_external_channels: str = ""  # Slack channels shared with other organisations
 
     # Notion
     notion_api_key: SecretStr | None = None

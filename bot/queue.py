@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from bot.actions import ActionSpec, Status
+from bot.approval_rules import ApprovalRules
 from bot.config import Settings
 from bot.outcome_record import record_tx
 from bot.outcomes import Outcome, OutcomeBus, Subscriber
@@ -62,6 +63,7 @@ class Queue:
             str(sqlite_path) if sqlite_path else None, settings.opsbot_poll_interval
         )
         self.capacity = Capacity(settings.queue_max_size)
+        self.approval_rules = ApprovalRules.from_settings(settings)
         self._next_due: float | None = None
 
     # -- producers -------------------------------------------------------------------------
@@ -110,8 +112,9 @@ class Queue:
         self, specs: list[ActionSpec], actor: str, run_id: str | None, step_name: str | None
     ) -> partial[list[SubmitResult]]:
         max_attempts = 1 + self.settings.max_retry_attempts
+        marked = self.approval_rules.apply(specs)
         return partial(
-            submit_tx, specs, actor, run_id, step_name, self.clock(), max_attempts, self.capacity
+            submit_tx, marked, actor, run_id, step_name, self.clock(), max_attempts, self.capacity
         )
 
     # -- workers ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from sqlalchemy import Connection, Dialect, insert, literal_column, null, select
 
 from bot.actions import ActionSpec, Status
 from bot.queue_capacity import Capacity
-from bot.routing import ROUTES
 from bot.store.audit import action_transition_insert
 from bot.store.codec import dumps, loads
 from bot.store.prepared import Prepared
@@ -92,14 +91,12 @@ def submit_tx(
 
 
 class _Shape:
-    """What the actions of one type, priority and approval flag share in one submit."""
+    """What the actions of one type, priority and approval decision share in one submit."""
 
     def __init__(self, dialect: Dialect, spec: ActionSpec, bound: tuple[Any, ...]) -> None:
-        # Internal types (a rollback's "compensate" step) have no public route; intake only
-        # accepts routed types, so that is the only way an unrouted type gets here.
-        route = ROUTES.get(spec.type)
-        approval_reason = route.approval_reason if route else ""
-        needs_approval = spec.requires_approval or bool(approval_reason)
+        # bot.approval_rules has already decided (Queue.submit): the spec says it all.
+        needs_approval = spec.requires_approval
+        approval_reason = spec.approval_reason or ("requested" if needs_approval else None)
         status = Status.AWAITING_APPROVAL if needs_approval else Status.QUEUED
         self.status = status.value
         constants = (
@@ -109,7 +106,7 @@ class _Shape:
             spec.priority.rank,
             self.status,
             needs_approval,
-            approval_reason or ("requested" if needs_approval else None),
+            approval_reason,
             0,
             False,
         )
@@ -156,8 +153,8 @@ class _Shapes:
     ) -> None:
         self._dialect = dialect
         self._bound = (max_attempts, now, run_id, step_name)
-        self._all: dict[tuple[str, Any, bool], _Shape] = {}
-        self._last: tuple[str, Any, bool, _Shape] | None = None
+        self._all: dict[tuple[str, Any, bool, str | None], _Shape] = {}
+        self._last: tuple[str, Any, bool, str | None, _Shape] | None = None
 
     def of(self, spec: ActionSpec) -> _Shape:
         last = self._last
@@ -166,9 +163,10 @@ class _Shapes:
             and spec.type == last[0]
             and spec.priority is last[1]
             and spec.requires_approval is last[2]
+            and spec.approval_reason == last[3]
         ):
-            return last[3]
-        key = (spec.type, spec.priority, spec.requires_approval)
+            return last[4]
+        key = (spec.type, spec.priority, spec.requires_approval, spec.approval_reason)
         shape = self._all.get(key)
         if shape is None:
             shape = self._all[key] = _Shape(self._dialect, spec, self._bound)

@@ -341,6 +341,19 @@ async def test_routes_requiring_approval(queue: Queue) -> None:
     assert r.status == "awaiting_approval"
 
 
+async def test_approval_rules_hold_risky_actions_with_their_reason(queue: Queue) -> None:
+    rows = {"type": "append_row", "data": {"values": [[i] for i in range(12)]}}
+    money = {"type": "create_task", "data": {"title": "Pay vendor", "amount": 900}}
+    plain = {"type": "create_task", "data": {"title": "Tidy up"}}
+    results = await queue.submit([parse_action(a) for a in (rows, money, plain)])
+    views = [await queue.get(r.id) for r in results]
+    assert [(v["status"], v["approval_reason"]) for v in views] == [
+        ("awaiting_approval", "bulk change: 12 values (over 10)"),
+        ("awaiting_approval", "money: amount"),
+        ("queued", None),
+    ]
+
+
 async def test_reject_and_expire_approvals(queue: Queue, store: Store, clock: FakeClock) -> None:
     [a] = await queue.submit([spec(requires_approval=True)])
     [b] = await queue.submit([spec(requires_approval=True)])
