@@ -115,6 +115,9 @@ class TextFormatter(logging.Formatter):
         return self.redactor(line)
 
 
+CHATTY_LIBRARIES = ("httpx", "apscheduler", "slack_bolt", "slack_sdk", "aiohttp.access")
+
+
 def configure_logging(
     settings: Settings, stream: IO[str] | None = None, *, json_lines: bool | None = None
 ) -> logging.Handler:
@@ -131,7 +134,11 @@ def configure_logging(
     for old in [h for h in root.handlers if h.get_name() == "opsbot"]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(_level(settings.log_level))
+    level = _level(settings.log_level)
+    root.setLevel(level)
+    # Libraries that log every request or job at INFO: opsbot logs one line per attempt itself.
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)
     return handler
 
 
