@@ -1,5 +1,6 @@
-"""A 429 storm through the whole path (queue, limiter, worker, executor, SDK, stand-in): no action
-is lost or duplicated, and outside the injected storm the stand-in never has to refuse a request.
+"""A 429 storm on every platform, through the whole path (queue, limiter, worker, executor, SDK,
+stand-in): no action is lost or duplicated, and outside the injected storm the stand-in never
+has to refuse a request.
 
 The stand-ins enforce the configured limit over 90% of the window: the 10% is room for request
 latency, since the limiter grants at send time and the stand-in counts at arrival time.
@@ -16,7 +17,8 @@ import pytest
 from bot.actions import parse_actions
 from bot.config import Settings
 from bot.runtime import Runtime
-from executors.sandbox import notion, trello
+from executors.sandbox import notion, slack, trello
+from executors.sandbox.google import start_google_standins
 from executors.sandbox.standin import StandIn
 
 ACTIONS = 12
@@ -97,3 +99,56 @@ async def test_trello_429_storm_loses_nothing(tmp_path: Path) -> None:
         assert sorted(card["name"] for card in standin.cards()) == sorted(
             f"card {i}" for i in range(ACTIONS)
         )
+
+
+@pytest.mark.slow
+async def test_slack_429_storm_loses_nothing(tmp_path: Path) -> None:
+    limit = 10
+    async with slack.SlackStandIn(rate_limit=(limit, 0.9)) as standin:
+        standin.faults.set("429", count=STORM, retry_after=1)
+        settings = _settings(
+            tmp_path,
+            slack_bot_token=slack.BOT_TOKEN,
+            slack_api_url=standin.api_url,
+            slack_rate_limit=limit,
+        )
+        actions = [
+            {"type": "send_notification", "data": {"channel": "#operations", "text": f"n{i}"}}
+            for i in range(ACTIONS)
+        ]
+        finals = await _run_all(settings, actions)
+        _assert_storm_absorbed(standin, finals)
+        texts = sorted(m["text"] for m in standin.messages("operations"))
+        assert texts == sorted(f"n{i}" for i in range(ACTIONS))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platform", ["drive", "sheets"])
+async def test_google_429_storm_loses_nothing(tmp_path: Path, platform: str) -> None:
+    limit = 20
+    google = await start_google_standins(rate_limits={platform: (limit, 90.0)})
+    try:
+        standin: StandIn = google.drive if platform == "drive" else google.sheets
+        standin.faults.set("429", count=STORM, retry_after=1)
+        settings = _settings(tmp_path, **google.settings(), **{f"{platform}_rate_limit": limit})
+        if platform == "drive":
+            actions = [
+                {"type": "create_folder", "data": {"name": f"folder {i}"}} for i in range(ACTIONS)
+            ]
+        else:
+            actions = [
+                {"type": "append_row", "data": {"range": "Sheet1", "values": [[f"row {i}"]]}}
+                for i in range(ACTIONS)
+            ]
+        finals = await _run_all(settings, actions)
+        _assert_storm_absorbed(standin, finals)
+        if platform == "drive":
+            names = [f["name"] for f in google.drive.files.values()]
+            assert sorted(n for n in names if n.startswith("folder ")) == sorted(
+                f"folder {i}" for i in range(ACTIONS)
+            )
+        else:
+            cells = [row[0] for row in google.sheets.rows("Sheet1") if row]
+            assert sorted(cells) == sorted(f"row {i}" for i in range(ACTIONS))
+    finally:
+        await google.stop()
