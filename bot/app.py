@@ -13,25 +13,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from bot.backup import RunLock
 from bot.config import Settings
+from bot.metrics import Metrics
 from bot.runtime import Runtime
 from bot.schedules.service import SchedulerService
 from bot.slack_app import SlackService, add_slack
 from bot.surface import Surface
 from bot.workflows.loader import load_workflows
-from bot.workflows.runner import WorkflowRunner
+from bot.workflows.runner import FINAL, WorkflowRunner
 
 log = logging.getLogger(__name__)
 
 
 class WorkflowService:
-    """Loads OPSBOT_WORKFLOWS and runs the WorkflowRunner (resuming active runs at start)."""
+    """Loads OPSBOT_WORKFLOWS and runs the WorkflowRunner (resuming active runs at start);
+    counts runs reaching a final status in `metrics` when given."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, metrics: Metrics | None = None) -> None:
         self.runtime = runtime
+        self.metrics = metrics
         self.runner: WorkflowRunner | None = None
 
     async def start(self) -> None:
@@ -39,6 +43,8 @@ class WorkflowService:
         workflows = await asyncio.to_thread(load_workflows, rt.settings.opsbot_workflows)
         self.runner = WorkflowRunner(rt.store, rt.queue, workflows, rt.settings, rt.clock)
         rt.runner = self.runner
+        if self.metrics is not None:
+            self.runner.watch(_count_final(self.metrics))
         await self.runner.start()
 
     async def stop(self) -> None:
@@ -46,16 +52,27 @@ class WorkflowService:
             await self.runner.stop()
 
 
+def _count_final(metrics: Metrics) -> Callable[[str, str], None]:
+    def observe(run_id: str, status: str) -> None:
+        if status in FINAL:
+            metrics.observe_workflow_run(status)
+
+    return observe
+
+
 def compose(runtime: Runtime) -> SlackService | None:
-    """Add every service `opsbot run` starts to `runtime.services`; returns the Slack service."""
+    """Add every service `opsbot run` starts to `runtime.services`; returns the Slack service.
+    The surface is built first (started last) so the runner counts into its Metrics."""
     settings = runtime.settings
     runtime.services.append(RunLock(settings))
-    runtime.services.append(WorkflowService(runtime))
+    surface = Surface(runtime)
+    runtime.services.append(WorkflowService(runtime, surface.metrics))
     slack = add_slack(runtime, settings)
+    surface.slack_post = slack.alert_post if slack else None
     runtime.services.append(
         SchedulerService(runtime, runner=lambda: runtime.runner, post=_report_poster(slack))
     )
-    runtime.services.append(Surface(runtime, slack_post=slack.alert_post if slack else None))
+    runtime.services.append(surface)
     return slack
 
 

@@ -148,6 +148,7 @@ class Metrics:
             self.observe_attempt(served, type_, str(outcome), float(view["run_ms"]) / 1000.0)
             if outcome == "RateLimited":
                 self.observe_429(served)
+        self._observe_decision(view, status)
         if retry:
             self.observe_retry(platform)
         elif status in ("succeeded", "dead_lettered", "rejected", "expired", "cancelled"):
@@ -155,6 +156,20 @@ class Metrics:
             served_by = view.get("served_by")
             if view.get("fallback_used") and served_by:
                 self.observe_fallback(platform, str(served_by))
+
+    def _observe_decision(self, view: dict[str, Any], status: str) -> None:
+        """Approval decisions ride the bus from every door (Slack, CLI, HTTP, the expiry): an
+        approval as event "approved" (queued_at = decision time), a rejection or an expiry as a
+        final view (finished_at); the wait is measured from the action's submission."""
+        created = view.get("created_at")
+        if view.get("event") == "approved":
+            decision, decided = "approved", view.get("queued_at")
+        elif status in ("rejected", "expired") and view.get("event") == "final":
+            decision, decided = status, view.get("finished_at")
+        else:
+            return
+        if created is not None and decided is not None:
+            self.observe_decision(decision, float(decided) - float(created))
 
     def add_store_collector(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.registry.register(StoreCollector(store, clock))

@@ -61,6 +61,7 @@ def decide_tx(
 _EXPIRY_COLUMNS = (
     A.c.id, A.c.type, A.c.platform, A.c.priority, A.c.attempts, A.c.run_id, A.c.step_name,
     A.c.notify, A.c.callback_url, A.c.requested_by, A.c.source, A.c.idempotency_key,
+    A.c.created_at,
 )  # fmt: skip
 
 

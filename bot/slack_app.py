@@ -43,6 +43,7 @@ class FrontDoor:
     client: AsyncWebClient
     clock: Callable[[], float] = time.time
     cards: Any = None  # handlers.approvals.CardKeeper, once started
+    runs: Any = None  # handlers.run_progress.RunProgress, when a workflow runner is live
     group_cache: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
 
     @property
@@ -104,6 +105,7 @@ class SlackService:
         self.app: AsyncApp | None = None
         self.handler: AsyncSocketModeHandler | None = None
         self._keeper: Any = None
+        self._progress: Any = None
         self._unsubscribe: Callable[[], None] | None = None
         self._notices: set[asyncio.Task[None]] = set()
         self._error_channel_id: str | None = None  # chat.update needs the id, not the name
@@ -127,6 +129,11 @@ class SlackService:
         )
         self.door.cards = self._keeper = CardKeeper(self.door, interval=self.card_interval)
         await self._keeper.start()
+        if rt.runner is not None:  # `opsbot run` starts the workflow service before Slack
+            from handlers.run_progress import RunProgress
+
+            self.door.runs = self._progress = RunProgress(self.door, rt.runner)
+            await self._progress.start()
         self._unsubscribe = rt.queue.subscribe(self._on_outcome)
         await self._connect()
 
@@ -155,9 +162,10 @@ class SlackService:
         if self.handler is not None:
             await self.handler.close_async()  # type: ignore[no-untyped-call]
             self.handler = None
-        if self._keeper is not None:
-            await self._keeper.stop()
-            self._keeper = None
+        for keeper in (self._progress, self._keeper):
+            if keeper is not None:
+                await keeper.stop()
+        self._keeper = self._progress = None
 
     async def alert_post(
         self, text: str, *, update: str | None = None, thread: str | None = None

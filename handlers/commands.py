@@ -67,12 +67,22 @@ async def answer(door: FrontDoor, command: dict[str, Any], respond: Respond) -> 
         text = f":warning: {redact(str(exc), door.settings)}"
         await _reply(respond, text, [blocks.mrkdwn(text)])
         return
+    _claim_run(door, cmd, result, command)
     rendered = redact(cmd.view(result), door.settings)  # the CLI's redaction, same wording
     await _reply(respond, rendered[:200], blocks.ops_answer(f"/ops {' '.join(words)}", rendered))
     if cmd.changes_state:
         summary = rendered.splitlines()[0] if rendered else "done"
         await respond(response_type="in_channel", replace_original=False,
                       text=blocks.announcement(actor, " ".join(words), summary))  # fmt: skip
+
+
+def _claim_run(door: FrontDoor, cmd: commands.Command, result: Any,
+               command: dict[str, Any]) -> None:  # fmt: skip
+    """A run started by `/ops run` keeps its progress message in the channel it came from."""
+    channel = command.get("channel_id")
+    started = isinstance(result, dict) and result.get("id") and not result.get("duplicate")
+    if door.runs is not None and cmd.name == "workflow run" and channel and started:
+        door.runs.claim(str(result["id"]), str(channel))
 
 
 async def _reply(respond: Respond, text: str, body: list[Any]) -> None:

@@ -11,6 +11,7 @@ before a crash is found again, never submitted twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -25,6 +26,8 @@ from bot.workflows.rollback import plan
 from bot.workflows.state import Steps, split
 from bot.workflows.templates import TemplateError, render
 from bot.workflows.versions import load_version
+
+log = logging.getLogger(__name__)
 
 _TIMED_OUT = "timed out after"
 _MAX_PASSES = 50  # re-reads per advance when a pass changed something (bounded, never a spin)
@@ -42,6 +45,21 @@ class RunEngine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._definitions: dict[tuple[str, int], Workflow] = {}
         self._changed = asyncio.Event()  # set after every advance (waiters re-read)
+        self._watchers: list[Callable[[str, str], None]] = []
+
+    def watch(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """`callback(run_id, status)` after each run status this process writes (a new run
+        included); the write is conditional, so each transition is told once. Returns the
+        unsubscribe. Callbacks must be quick and not raise (Slack progress, metrics)."""
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback)
+
+    def _tell(self, run_id: str, status: str) -> None:
+        for callback in list(self._watchers):
+            try:
+                callback(run_id, status)
+            except Exception:  # an observer's bug must not stop the run
+                log.exception("run watcher failed for %s", run_id)
 
     async def _definition(self, name: str, version: int) -> Workflow:
         key = (name, version)
@@ -142,9 +160,12 @@ class RunEngine:
         self, run_id: str, expected: tuple[str, ...], status: str, **values: Any
     ) -> bool:
         now, actor = self.clock(), values.pop("actor", "system")
-        return await self.store.write(
+        changed: bool = await self.store.write(
             lambda c: j.set_status(c, run_id, expected, status, now, actor=actor, **values)
         )
+        if changed:
+            self._tell(run_id, status)
+        return changed
 
 
 def _failure(steps: Steps, fatal: list[str], run: dict[str, Any], now: float) -> str:

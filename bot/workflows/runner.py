@@ -143,6 +143,7 @@ class WorkflowRunner(RunEngine):
         except IntegrityError:  # another process created the same key a moment ago
             found, duplicate = await self.store.write(create)
         if not duplicate:
+            self._tell(found, j.RUNNING)
             await self.advance(found)
         return {**await self.state(found), "duplicate": duplicate}
 
