@@ -133,8 +133,15 @@ class Metrics:
     # -- wiring --------------------------------------------------------------------------------
 
     def bind_queue(self, queue: Any) -> Callable[[], None]:
-        """Count final outcomes and retries from `queue.subscribe`. Returns the unsubscribe."""
-        return queue.subscribe(self.on_outcome)  # type: ignore[no-any-return]
+        """Count final outcomes and retries from `queue.subscribe`, approval decision times
+        from `queue.subscribe_decisions`. Returns the unsubscribe."""
+        undo = [queue.subscribe(self.on_outcome), queue.subscribe_decisions(self.on_decision)]
+
+        def unsubscribe() -> None:
+            for one in undo:
+                one()
+
+        return unsubscribe
 
     def on_outcome(self, view: dict[str, Any]) -> None:
         status = str(view.get("status", ""))
@@ -148,7 +155,6 @@ class Metrics:
             self.observe_attempt(served, type_, str(outcome), float(view["run_ms"]) / 1000.0)
             if outcome == "RateLimited":
                 self.observe_429(served)
-        self._observe_decision(view, status)
         if retry:
             self.observe_retry(platform)
         elif status in ("succeeded", "dead_lettered", "rejected", "expired", "cancelled"):
@@ -157,14 +163,14 @@ class Metrics:
             if view.get("fallback_used") and served_by:
                 self.observe_fallback(platform, str(served_by))
 
-    def _observe_decision(self, view: dict[str, Any], status: str) -> None:
-        """Approval decisions ride the bus from every door (Slack, CLI, HTTP, the expiry): an
-        approval as event "approved" (queued_at = decision time), a rejection or an expiry as a
-        final view (finished_at); the wait is measured from the action's submission."""
-        created = view.get("created_at")
+    def on_decision(self, view: dict[str, Any]) -> None:
+        """From `queue.subscribe_decisions` (every door: Slack, CLI, HTTP, the expiry): an
+        approval (queued_at = decision time), a rejection or an expiry (finished_at); the wait
+        is measured from the action's submission."""
+        created, status = view.get("created_at"), str(view.get("status"))
         if view.get("event") == "approved":
             decision, decided = "approved", view.get("queued_at")
-        elif status in ("rejected", "expired") and view.get("event") == "final":
+        elif status in ("rejected", "expired"):
             decision, decided = status, view.get("finished_at")
         else:
             return

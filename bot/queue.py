@@ -58,6 +58,7 @@ class Queue:
         self.settings = settings
         self.clock = clock
         self.bus = OutcomeBus()
+        self.decisions = OutcomeBus()  # approvals decided or expired (metrics: decision times)
         sqlite_path = settings.database_path if store.is_sqlite else None
         self.signal = WorkSignal(
             str(sqlite_path) if sqlite_path else None, settings.opsbot_poll_interval
@@ -203,6 +204,7 @@ class Queue:
         view = await self.get(action_id)
         if changed:
             self._after_change([bus_view(view)])
+            self.decisions.publish([bus_view(view)])
         return {**view, "changed": changed}
 
     async def expire_approvals(self, older_than: float) -> list[str]:
@@ -212,6 +214,7 @@ class Queue:
         cutoff = older_than if older_than > 1e9 else now - older_than
         views = await self.store.write(partial(expire_approvals_tx, cutoff, now))
         self._after_change(views)
+        self.decisions.publish(views)
         return [v["id"] for v in views]
 
     # -- views -----------------------------------------------------------------------------
@@ -226,7 +229,13 @@ class Queue:
         """Outcome bus: `callback(view)` after commit for every final status and retry."""
         return self.bus.subscribe(callback)
 
+    def subscribe_decisions(self, callback: Subscriber) -> Callable[[], None]:
+        """`callback(view)` after commit for every approval decided (event "approved", or a
+        final "rejected") or expired, whichever door it came through."""
+        return self.decisions.subscribe(callback)
+
     async def close(self) -> None:
         """Finish subscriber tasks and close the change watcher (the Store is the caller's)."""
         await self.bus.close()
+        await self.decisions.close()
         await self.signal.close()

@@ -93,12 +93,14 @@ class SlackService:
         *,
         ping_interval: float = 10.0,
         card_interval: float = 1.0,
+        run_interval: float = 1.0,
         connect_timeout: float = 10.0,
     ) -> None:
         self.settings = settings
         self.runtime = runtime
         self.ping_interval = ping_interval
         self.card_interval = card_interval
+        self.run_interval = run_interval  # at most one edit per run message per interval
         self.connect_timeout = connect_timeout
         self._connecting: asyncio.Task[None] | None = None
         self.door: FrontDoor | None = None
@@ -132,8 +134,9 @@ class SlackService:
         if rt.runner is not None:  # `opsbot run` starts the workflow service before Slack
             from handlers.run_progress import RunProgress
 
-            self.door.runs = self._progress = RunProgress(self.door, rt.runner)
-            await self._progress.start()
+            progress = RunProgress(self.door, rt.runner, interval=self.run_interval)
+            self.door.runs = self._progress = progress
+            await progress.start()
         self._unsubscribe = rt.queue.subscribe(self._on_outcome)
         await self._connect()
 
