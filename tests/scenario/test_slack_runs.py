@@ -4,6 +4,7 @@ echo steps. Outcomes: the stand-in's recorded Web API calls and messages, the sc
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,14 @@ notify:
     - name: third
       depends_on: second
       action: {{type: echo, data: {{delay: 0.3}}}}
+held:
+  steps:
+    - name: prepare
+      action: {{type: echo, data: {{n: 1}}}}
+    - name: approve
+      depends_on: prepare
+      requires_approval: true
+      action: {{type: echo, data: {{n: 2}}}}
 chain:
   transactional: true
   steps:
@@ -98,8 +107,9 @@ class Bot:
         return found
 
 
-@pytest.fixture
-async def bot(settings: Any, slack: SlackStandIn) -> AsyncIterator[Bot]:
+@contextlib.asynccontextmanager
+async def running(settings: Any, slack: SlackStandIn) -> AsyncIterator[Bot]:
+    """What `opsbot run` starts, tuned for tests (quick rounds, loopback HTTP)."""
     runtime = Runtime(settings)
     service = compose(runtime)
     assert service is not None
@@ -108,6 +118,12 @@ async def bot(settings: Any, slack: SlackStandIn) -> AsyncIterator[Bot]:
     surface.host = "127.0.0.1"
     async with runtime:
         yield Bot(runtime, surface, slack)
+
+
+@pytest.fixture
+async def bot(settings: Any, slack: SlackStandIn) -> AsyncIterator[Bot]:
+    async with running(settings, slack) as started:
+        yield started
 
 
 async def test_ops_run_keeps_one_message_updated_in_place(bot: Bot) -> None:
@@ -157,3 +173,20 @@ async def test_metrics_count_a_decision_and_a_finished_run(bot: Bot) -> None:
     assert samples[("opsbot_approval_decision_seconds_count", (("decision", "approved"),))] == 1
     assert samples[("opsbot_approval_decision_seconds_count", (("decision", "rejected"),))] == 1
     assert samples[("opsbot_workflow_runs_total", (("outcome", "succeeded"),))] == 1
+
+
+async def test_a_restart_keeps_editing_the_same_message(settings: Any, slack: SlackStandIn) -> None:
+    async with running(settings, slack) as first:
+        await slack.slash_command("run held", user=ALICE, channel="general")
+        await slack.wait_for(lambda: slack.calls_to("response_url"))
+        [run] = await first.runtime.runner.runs(limit=1)
+        waiting = await first.settled_message(run["id"], "running")
+        await slack.wait_for(lambda: "`approve` awaiting approval" in str(waiting["blocks"]))
+    async with running(settings, slack) as second:
+        step = await second.runtime.runner.state(run["id"])
+        await second.runtime.queue.decide(step["steps"][1]["action_id"], True, "cli:ann")
+        view = await second.runtime.runner.wait(run["id"], 10.0, poll=0.05)
+        assert view["status"] == "succeeded"
+        message = await second.settled_message(run["id"], "succeeded")
+    assert message["ts"] == waiting["ts"] and len(second.run_posts(run["id"])) == 1
+    assert "`approve` succeeded" in str(message["blocks"])
