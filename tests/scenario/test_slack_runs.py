@@ -190,3 +190,20 @@ async def test_a_restart_keeps_editing_the_same_message(settings: Any, slack: Sl
         message = await second.settled_message(run["id"], "succeeded")
     assert message["ts"] == waiting["ts"] and len(second.run_posts(run["id"])) == 1
     assert "`approve` succeeded" in str(message["blocks"])
+
+
+async def test_slack_down_neither_blocks_nor_fails_the_run(bot: Bot) -> None:
+    bot.slack.faults.set("503", path="/api/chat.")
+    view = await bot.runtime.runner.start_run("notify", {"who": "api"}, actor="api")
+    done = await bot.runtime.runner.wait(view["id"], 10.0, poll=0.05)
+    assert done["status"] == "succeeded"
+    assert bot.slack.faults.injected > 0  # the keeper did try while Slack was down
+    bot.slack.faults.clear()
+
+    def shown() -> dict[str, Any] | None:
+        found = [m for m in bot.slack.messages("operations") if view["id"] in m["text"]]
+        return found[0] if found and "succeeded" in found[0]["text"] else None
+
+    message = await bot.slack.wait_for(shown, 10.0)  # SLACK_NOTIFICATION_CHANNEL, once back
+    assert "`third` succeeded" in str(message["blocks"])
+    assert [m for m in bot.slack.messages("operations") if view["id"] in m["text"]] == [message]
