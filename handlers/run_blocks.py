@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from handlers.blocks import Block, context, header, mrkdwn
+from handlers.blocks import SECTION_LIMIT, Block, context, header, mrkdwn
 
 LINK_KEYS = ("web_view_link", "webViewLink", "permalink", "url", "shortUrl")
 ERROR_CHARS = 160
@@ -50,8 +50,7 @@ def run_progress(view: Mapping[str, Any]) -> list[Block]:
     ]
     undo = _undo_states(view.get("compensations") or [])
     lines = [_step_line(step, undo.get(str(step["name"]))) for step in view.get("steps") or []]
-    if lines:
-        body.append(mrkdwn("\n".join(lines)))
+    body += [mrkdwn(chunk) for chunk in _chunks(lines)]
     notes = [f"{view.get('duration_s', 0):g} s"]
     if view.get("error"):
         notes.append(f"error: {_short(str(view['error']))}")
@@ -81,6 +80,18 @@ def _step_line(step: Mapping[str, Any], undo: str | None) -> str:
     if step.get("error") and step["status"] != "succeeded":
         line += f"  _{_short(str(step['error']))}_"
     return line
+
+
+def _chunks(lines: list[str]) -> list[str]:
+    """Lines joined into sections under Slack's size limit, never splitting a line (a link
+    cut in half would break the message); at most 45 sections (Slack allows 50 blocks)."""
+    chunks: list[str] = []
+    for line in lines:
+        if chunks and len(chunks[-1]) + 1 + len(line) <= SECTION_LIMIT:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line[:SECTION_LIMIT])
+    return chunks[:45]
 
 
 def _undo_states(compensations: list[Mapping[str, Any]]) -> dict[str, str]:

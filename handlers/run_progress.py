@@ -19,17 +19,20 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import Connection, delete, insert, select
 
 from bot.slack_app import FrontDoor
 from bot.store.tables import MetaRow
 from bot.workflows import journal as j
-from bot.workflows.runner import FINAL
+from bot.workflows.runner import FINAL, RunNotFound
 from handlers.run_blocks import run_progress, run_text
 
 log = logging.getLogger("opsbot.slack")
 RUN_KEY = "slack_run:"  # meta table: run id -> {"channel", "ts", "shown"} of its message
 MAX_BACKOFF_S = 60.0
+GONE = ("message_not_found", "channel_not_found", "is_archived", "not_in_channel",
+        "cant_update_message", "msg_too_long", "invalid_blocks")  # fmt: skip
 _META = MetaRow.__table__  # type: ignore[attr-defined]
 
 
@@ -72,6 +75,7 @@ class RunProgress:
         self._shown: dict[str, str] = {}  # run -> the blocks last sent (JSON), to skip no-ops
         self._claims: dict[str, str] = {}  # run -> channel id where `/ops run` was typed
         self._dirty: set[str] = set()
+        self._gone: set[str] = set()  # runs whose message Slack refuses for good
         self._failures = 0
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -134,15 +138,26 @@ class RunProgress:
                 await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def sync(self) -> None:
-        """One round: show every changed or active run as it is now."""
+        """One round: show every changed or active run as it is now. A transient failure
+        (Slack down) ends the round and leaves the rest for the next one."""
         self._dirty.update(await self.door.ops.store.read(j.active_runs))
-        dirty, self._dirty = self._dirty, set()
-        try:
-            for run_id in sorted(dirty):
+        pending, self._dirty = sorted(self._dirty - self._gone), set()
+        for index, run_id in enumerate(pending):
+            try:
                 await self._show(run_id)
-                dirty.discard(run_id)
-        finally:
-            self._dirty |= dirty  # what this round did not get to, the next one does
+            except RunNotFound:  # purged: nothing to show
+                continue
+            except SlackApiError as exc:
+                if exc.response.get("error") not in GONE:
+                    self._dirty.update(pending[index:])
+                    raise
+                # The message or channel is gone (deleted, archived): stop trying for this run.
+                log.warning("run %s: Slack says %s; its progress is no longer shown",
+                            run_id, exc.response.get("error"))  # fmt: skip
+                self._gone.add(run_id)
+            except Exception:
+                self._dirty.update(pending[index:])
+                raise
 
     async def _show(self, run_id: str) -> None:
         view = await self.runner.state(run_id)

@@ -61,3 +61,13 @@ def test_manifest_usage_hint_lists_every_ops_word() -> None:
     assert len(hint) <= 1000  # Slack's limit for a usage hint
     for word in commands.slack_words():
         assert word.split()[-1] in hint, word
+
+
+def test_many_steps_split_into_sections_without_cutting_lines() -> None:
+    link = {"url": "https://example.test/" + "x" * 80}
+    steps = [step(f"step{i:03}", "succeeded", result=link) for i in range(120)]
+    sections = [b for b in run_progress(view("succeeded", steps)) if b["type"] == "section"]
+    texts = [s["text"]["text"] for s in sections[1:]]  # the first is the status line
+    assert len(texts) > 1 and all(len(t) <= 2900 for t in texts)
+    assert all(line.endswith("|open>") for t in texts for line in t.splitlines())
+    assert sum(len(t.splitlines()) for t in texts) == 120
