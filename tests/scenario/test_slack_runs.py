@@ -207,3 +207,23 @@ async def test_slack_down_neither_blocks_nor_fails_the_run(bot: Bot) -> None:
     message = await bot.slack.wait_for(shown, 10.0)  # SLACK_NOTIFICATION_CHANNEL, once back
     assert "`third` succeeded" in str(message["blocks"])
     assert [m for m in bot.slack.messages("operations") if view["id"] in m["text"]] == [message]
+
+
+async def test_a_deleted_message_is_given_up_without_stalling_others(bot: Bot) -> None:
+    runner, slack = bot.runtime.runner, bot.slack
+    held = await runner.start_run("held", {}, actor="api")
+
+    def message_of(run_id: str, words: str) -> dict[str, Any] | None:
+        found = [m for m in slack.messages("operations") if run_id in m["text"]]
+        return found[0] if found and words in str(found[0]["blocks"]) else None
+
+    gone = await slack.wait_for(lambda: message_of(held["id"], "awaiting approval"))
+    gone["deleted"] = True  # someone deleted the run's message in Slack
+    state = await runner.state(held["id"])
+    await bot.runtime.queue.decide(state["steps"][1]["action_id"], True, "cli:ann")
+    assert (await runner.wait(held["id"], 10.0, poll=0.05))["status"] == "succeeded"
+    await slack.wait_call("chat.update", ts=gone["ts"])  # tried once, told message_not_found
+    other = await runner.start_run("notify", {"who": "x"}, actor="api")
+    await runner.wait(other["id"], 10.0, poll=0.05)
+    await slack.wait_for(lambda: message_of(other["id"], "`third` succeeded"), 10.0)
+    assert len(bot.run_posts(held["id"])) == 1  # not reposted
