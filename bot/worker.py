@@ -7,8 +7,9 @@ Throughput comes from batching the database work, not from the worker count:
   used up within FAST_CYCLE and halves when they last longer than SLOW_CYCLE, so fast actions
   get big batches while slow ones (rate-limited platforms) are not hoarded: a hoarded action
   waits behind others, and a crash costs it an attempt it never started;
-- QUEUE_WORKERS worker tasks run actions and append their Outcome to a list; per-platform lanes
-  (bot.flow.ratelimit.Lanes) keep a slow rate-limited platform from occupying every worker;
+- worker tasks run actions and append their Outcome to a list; per-platform lanes
+  (bot.flow.lanes) give each rate-limited platform workers of its own, so a slow one never
+  occupies the workers of the others (QUEUE_WORKERS is the width of the unlimited lane);
 - one recorder task writes all pending outcomes in one `queue.record` call, starting again as
   soon as the previous commit finished (grouped commits under load, low latency when idle);
 - a housekeeping task renews the leases of every held action, reaps expired leases of dead
@@ -32,9 +33,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, text
 
 from bot.config import Settings
+from bot.flow.attempt import attempt_deadline
 from bot.flow.breaker import Breakers
 from bot.flow.fallback import FallbackChain
-from bot.flow.ratelimit import Lanes, RateLimiters
+from bot.flow.lanes import Lanes
+from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy, classify, error_kind, retry_after_of, status_of
 from bot.queue import Claimed, Outcome, Queue
 from bot.routing import PLATFORMS
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ATTEMPT_TIMEOUT = 60.0  # seconds per attempt, rate-limit waits included
+ATTEMPT_TIMEOUT = 60.0  # seconds per attempt, rate-limit waits excluded (bot.flow.attempt)
 PARK_SECONDS = 5.0  # how long an open platform stays unclaimed after an action had to wait
 MAX_PREFETCH = 200  # measured: batches of 200-250 drain echo actions fastest
 FAST_CYCLE, SLOW_CYCLE = 0.05, 0.5  # seconds a full batch lasted: grow / shrink the next one
@@ -75,7 +78,10 @@ class WorkerPool:
         self.settings, self.clock, self.store = settings, clock, store
         self.attempt_timeout = attempt_timeout
         self.disabled = disabled  # platform -> why this process cannot serve it (for the log)
-        self.workers = settings.queue_workers
+        self._lanes: Lanes[Claimed] = Lanes.from_limits(
+            settings.rate_limits, settings.queue_workers
+        )
+        self.workers = self._lanes.width  # worker tasks: every lane can be full at once
         self.min_prefetch = 2 * self.workers
         self.prefetch = self.min_prefetch  # current batch target, adapted by _adapt
         self._claimed_at = 0.0  # monotonic time of the last full claim
@@ -85,7 +91,6 @@ class WorkerPool:
         self._outcomes: list[Outcome] = []
         self._have_outcomes = asyncio.Event()
         self._pending = 0  # claimed and not yet run (in _ready, set aside, or running)
-        self._lanes: Lanes[Claimed] = Lanes.from_limits(settings.rate_limits, self.workers)
         self._room = asyncio.Event()  # set when _pending drops to the low-water mark
         self._parked: dict[str, float] = {}  # open platform -> unclaimed until
         self._stopping = False
@@ -274,7 +279,7 @@ class WorkerPool:
         try:
             if operation is None:
                 raise PlatformDisabled(f"{platform} has no operation {action_type!r}")
-            async with asyncio.timeout(self.attempt_timeout):
+            async with attempt_deadline(self.attempt_timeout):
                 result = await operation(data)
         except Exception as exc:
             breaker.record_failure(exc)

@@ -6,24 +6,39 @@ queue can decide: retry later (RetryableError, RateLimited), stop (PermanentErro
 
 Rate limiting is per HTTP request, not per action: an operation may make several requests
 (a duplicate check then a create), and the platform counts requests. Executors therefore receive a
-`Throttle` and await it before every request they send (the sync SDKs do it from their transport
-adapter through `blocking_throttle`).
+`Throttle`, await it before every request they send and call what it returns (`Answered`) once
+the answer came or the request failed: a request counts against the limit until it is answered
+(see bot.flow.ratelimit). Sync SDKs do both from their transport adapter in a worker thread
+(`blocking_throttle`, `run_blocking`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import Executor as ThreadPool
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 JSON = dict[str, Any]
 Operation = Callable[[JSON], Awaitable[JSON]]
-Throttle = Callable[[], Awaitable[None]]
+Answered = Callable[[], None]
+# Awaited before each request. What it returns is called once that request was answered; a
+# throttle that does not care (tests) may return None.
+Throttle = Callable[[], Awaitable[Answered | None]]
+T = TypeVar("T")
 
 
 async def no_throttle() -> None:
     """A Throttle that never waits (tests of an executor alone)."""
+
+
+def answered_by(answered: Answered | None) -> None:
+    """Tell the throttle a request was answered (or failed), if it wants to know."""
+    if answered is not None:
+        answered()
 
 
 class ExecutorError(Exception):
@@ -113,17 +128,58 @@ class Executor(Protocol):
     async def aclose(self) -> None: ...
 
 
-def blocking_throttle(throttle: Throttle, loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
-    """For sync SDKs running in a worker thread: block that thread until the limiter allows."""
+# Set by `run_blocking` in the context its thread runs in: the attempt gave up on the call.
+_abandoned: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "opsbot_call_abandoned", default=None
+)
 
-    async def acquire() -> None:
-        await throttle()
 
-    def wait() -> None:
-        coroutine: Coroutine[Any, Any, None] = acquire()
-        asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+class Abandoned(RetryableError):
+    """A sync call's attempt timed out or was cancelled before this request was sent."""
+
+
+def blocking_throttle(
+    throttle: Throttle, loop: asyncio.AbstractEventLoop
+) -> Callable[[], Answered]:
+    """For sync SDKs running in a worker thread: block that thread until the limiter allows,
+    and return what to call (from the thread) once the answer came.
+
+    A call whose attempt was abandoned meanwhile (the worker timed out or stopped: it will
+    retry or release the action) sends nothing: sending late would do the work twice."""
+
+    async def acquire() -> Answered | None:
+        return await throttle()
+
+    def wait() -> Answered:
+        abandoned = _abandoned.get()
+        if abandoned is not None and abandoned.is_set():
+            raise Abandoned("the attempt gave up before this request was sent")
+        coroutine: Coroutine[Any, Any, Answered | None] = acquire()
+        answered = asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+        def done() -> None:
+            if answered is not None:
+                loop.call_soon_threadsafe(answered)
+
+        if abandoned is not None and abandoned.is_set():
+            done()
+            raise Abandoned("the attempt gave up before this request was sent")
+        return done
 
     return wait
+
+
+async def run_blocking(pool: ThreadPool | None, call: Callable[[], T]) -> T:
+    """Run a sync SDK call in a thread; if the awaiting attempt is cancelled (timeout,
+    shutdown), the call sends no further request (see `blocking_throttle`)."""
+    abandoned = threading.Event()
+    context = contextvars.copy_context()
+    context.run(_abandoned.set, abandoned)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, context.run, call)
+    except asyncio.CancelledError:
+        abandoned.set()
+        raise
 
 
 def require(data: JSON, *names: str, platform: str = "") -> None:

@@ -30,6 +30,7 @@ from executors.base import (
     PermanentError,
     RetryableError,
     Throttle,
+    answered_by,
     require,
 )
 from executors.google_auth import DRIVE_SCOPES, TokenSource, google_error, load_credentials
@@ -233,9 +234,9 @@ class DriveExecutor:
         body: Any = None,
         missing_ok: bool = False,
     ) -> JSON:
-        await self._throttle()
-        token = await self._tokens.token()
+        token = await self._tokens.token()  # before the grant: the token endpoint is not Drive
         headers = {"Authorization": f"Bearer {token}"}
+        answered = await self._throttle()
         try:
             async with self._client().request(
                 method,
@@ -251,6 +252,8 @@ class DriveExecutor:
             raise RetryableError(
                 f"drive: {type(exc).__name__} on {method} {path}", platform=PLATFORM
             ) from None
+        finally:
+            answered_by(answered)
         payload = _json(raw)
         if status == 404 and missing_ok:
             return {}

@@ -27,6 +27,7 @@ from google.oauth2 import _client, service_account
 from requests.adapters import HTTPAdapter
 
 from executors.base import (
+    Answered,
     AuthError,
     ExecutorError,
     PermanentError,
@@ -79,10 +80,11 @@ class TimeoutRequest(Request):  # type: ignore[misc]
 
 class RedirectAdapter(HTTPAdapter):
     """Sends requests meant for a production root (`https://sheets.googleapis.com`) to the
-    configured root instead, with a default timeout, after `before_send` (the throttle)."""
+    configured root instead, with a default timeout, after `before_send` (the throttle; what it
+    returns is called once the answer came)."""
 
     def __init__(
-        self, roots: Mapping[str, str], *, timeout: float, before_send: Callable[[], None]
+        self, roots: Mapping[str, str], *, timeout: float, before_send: Callable[[], Answered]
     ) -> None:
         super().__init__(max_retries=0)
         self._roots = {src.rstrip("/"): dst.rstrip("/") for src, dst in roots.items()}
@@ -109,15 +111,18 @@ class RedirectAdapter(HTTPAdapter):
                 # Proxies were chosen for the production host; choose again for the real one.
                 proxies = requests.utils.get_environ_proxies(request.url)
                 break
-        self._before_send()
-        return super().send(
-            request,
-            stream=stream,
-            timeout=timeout if timeout is not None else self._timeout,
-            verify=verify,
-            cert=cert,
-            proxies=proxies,
-        )
+        answered = self._before_send()
+        try:
+            return super().send(
+                request,
+                stream=stream,
+                timeout=timeout if timeout is not None else self._timeout,
+                verify=verify,
+                cert=cert,
+                proxies=proxies,
+            )
+        finally:
+            answered()
 
 
 def load_key(raw: str) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Notion executor on notion-client 3.x (async, API 2025-09-03: pages live in data sources).
 
 Operations: create_task (duplicate check first), update_task, add_comment. Every HTTP request
-waits on the platform throttle (an httpx request hook), the SDK's own retries are off (the queue
-is the one retry layer) and every request has a timeout. Property values may be given in
+waits on the platform throttle (an httpx transport wrapper), the SDK's own retries are off (the
+queue is the one retry layer) and every request has a timeout. Property values may be given in
 Notion's request shape or as plain values; see `executors.notion_values`.
 """
 
@@ -30,6 +30,7 @@ from executors.base import (
     RateLimited,
     RetryableError,
     Throttle,
+    answered_by,
     require,
 )
 from executors.http_errors import connection_error, error_for_status, parse_retry_after
@@ -42,6 +43,23 @@ _RETRY_CODES = {"internal_server_error", "service_unavailable", "gateway_timeout
 _OPEN_EXCLUDED = {"done", "complete", "completed", "archived", "cancelled"}
 _UPDATABLE = ("properties", "title", "status", "assignees", "due", "due_date", "priority")
 T = TypeVar("T")
+
+
+class _Throttled(httpx.AsyncBaseTransport):
+    """Every request waits on the throttle and reports its answer (or failure) back to it."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, throttle: Throttle) -> None:
+        self._inner, self._throttle = inner, throttle
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answered = await self._throttle()
+        try:
+            return await self._inner.handle_async_request(request)
+        finally:
+            answered_by(answered)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class NotionExecutor:
@@ -63,7 +81,7 @@ class NotionExecutor:
         self._sources: dict[str, Source] = {}  # data source id -> schema
         self._by_database: dict[str, str] = {}  # database id -> data source id
         self._bot_id: str | None = None  # this integration's user, the author of its pages
-        http = httpx.AsyncClient(event_hooks={"request": [self._before_request]})
+        http = httpx.AsyncClient(transport=_Throttled(httpx.AsyncHTTPTransport(), throttle))
         self._client = AsyncClient(
             client=http,
             auth=token,
@@ -83,9 +101,6 @@ class NotionExecutor:
 
     def reversible(self, action_type: str) -> bool:
         return action_type in self.operations
-
-    async def _before_request(self, request: httpx.Request) -> None:
-        await self._throttle()
 
     # -- operations -------------------------------------------------------------------------
     async def create_task(self, data: JSON) -> JSON:

@@ -13,6 +13,7 @@ import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 import gspread
@@ -33,6 +34,7 @@ from executors.base import (
     Throttle,
     blocking_throttle,
     require,
+    run_blocking,
 )
 from executors.google_auth import (
     SHEETS_SCOPES,
@@ -253,7 +255,7 @@ class SheetsExecutor:
         # thread (google-auth does not serialise refreshes).
         await self._tokens.token()
         try:
-            return await asyncio.to_thread(call, client)
+            return await run_blocking(None, partial(call, client))
         except gspread.exceptions.APIError as exc:
             if exc.response.status_code == 401:
                 self._tokens.invalidate()  # a fresh token on the next attempt

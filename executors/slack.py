@@ -29,6 +29,7 @@ from executors.base import (
     RateLimited,
     RetryableError,
     Throttle,
+    answered_by,
     no_throttle,
     require,
 )
@@ -65,6 +66,7 @@ class SlackExecutor:
         self._client = client
         self._throttle = throttle
         self._default_channel = default_channel
+        self._session: aiohttp.ClientSession | None = None
 
     @property
     def operations(self) -> Mapping[str, Operation]:
@@ -145,8 +147,9 @@ class SlackExecutor:
         return CheckResult(PLATFORM, True, detail, (perf_counter() - started) * 1000)
 
     async def aclose(self) -> None:
-        # The client opens one aiohttp session per request (none is shared): nothing to close.
-        return None
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     async def _post(self, channel: str, data: JSON, thread_ts: str | None = None) -> JSON:
         extra: dict[str, Any] = _blocks(data)
@@ -174,7 +177,8 @@ class SlackExecutor:
 
     async def _call(self, method: str, **kwargs: Any) -> Any:
         """Throttle, call, translate: the single boundary between slack_sdk and opsbot."""
-        await self._throttle()
+        self._keep_session()
+        answered = await self._throttle()
         api: Callable[..., Awaitable[Any]] = getattr(self._client, method)
         try:
             return await api(**kwargs)
@@ -182,6 +186,17 @@ class SlackExecutor:
             raise translate(exc) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise RetryableError(f"{method}: {type(exc).__name__}", platform=PLATFORM) from None
+        finally:
+            answered_by(answered)
+
+
+    def _keep_session(self) -> None:
+        """One session (and its kept-alive connections) for all requests: without it slack_sdk
+        opens a session per request, and each request pays a new connection."""
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self._client.timeout)  # as configured
+            self._session = aiohttp.ClientSession(timeout=timeout)
+            self._client.session = self._session
 
 
 def translate(exc: SlackApiError) -> ExecutorError:

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from trello import Board, Card, Label, List, TrelloClient
 from bot.config import Settings
 from executors.base import (
     JSON,
+    Answered,
     CheckResult,
     ExecutorError,
     NotReversible,
@@ -29,8 +31,10 @@ from executors.base import (
     PermanentError,
     PlatformDisabled,
     Throttle,
+    answered_by,
     blocking_throttle,
     require,
+    run_blocking,
 )
 from executors.http_errors import connection_error, error_for_status, timeout_error
 
@@ -49,18 +53,20 @@ class _Adapter(HTTPAdapter):
         super().__init__()
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
-        self.wait: Callable[[], None] | None = None  # set once the event loop is known
+        self.wait: Callable[[], Answered] | None = None  # set once the event loop is known
 
     def send(  # type: ignore[override]
         self, request: requests.PreparedRequest, **kwargs: Any
     ) -> requests.Response:
-        if self.wait is not None:
-            self.wait()
         url = str(request.url)
         if url.startswith(PRODUCTION):
             request.url = self.base_url + url[len(PRODUCTION) :]
         kwargs["timeout"] = kwargs.get("timeout") or self.timeout
-        response = super().send(request, **kwargs)
+        answered = self.wait() if self.wait is not None else None
+        try:
+            response = super().send(request, **kwargs)
+        finally:
+            answered_by(answered)
         if response.status_code != 200:
             # The body is Trello's short error text; the URL (with key and token) is left out.
             text = response.text[:200].strip()
@@ -184,7 +190,7 @@ class TrelloExecutor:
         if self._loop is not loop:  # the adapter's threads hand throttle waits to this loop
             self._loop, self._adapter.wait = loop, blocking_throttle(self._throttle, loop)
         try:
-            return await loop.run_in_executor(self._pool, lambda: fn(*args))
+            return await run_blocking(self._pool, partial(fn, *args))
         except requests.Timeout:
             raise timeout_error(PLATFORM, self._timeout) from None
         except requests.RequestException as exc:

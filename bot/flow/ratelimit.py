@@ -1,8 +1,8 @@
-"""Per-platform rate limiting: a sliding-window log of grant times.
+"""Per-platform rate limiting: a sliding-window log of the last N requests.
 
 The platforms count requests in a sliding window, so a token bucket (which allows a burst of N
-right after a full window of N) could overshoot; a log of the last N grant times cannot: a new
-grant is allowed only once the N-th most recent grant has left the window. Every HTTP request
+right after a full window of N) could overshoot; a log of the last N requests cannot: a new
+grant is allowed only once one of the N most recent requests has left the window. Every HTTP request
 acquires, retries included, so "never more than N per window" covers retries too.
 
 Time is injected (`clock`, `sleep`) so tests run a long simulated backlog without sleeping.
@@ -12,31 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from functools import partial
 
 from bot.config import Settings
-from executors.base import Throttle
+from bot.flow.attempt import attempt_paused
+from executors.base import Answered, Throttle
 
-T = TypeVar("T")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-# A platform counts requests when they ARRIVE; we grant when we SEND. The lag between the two
-# varies (a new connection, a busy event loop, the GIL, the network), so two requests granted one
-# window apart can arrive less than a window apart and the second gets a 429. Grants are spaced
-# by window + margin, the margin a share of the window with a floor: bench/rate_limit_bench.py
-# measured a grant->arrival spread of up to ~35 ms on a loaded 2-core machine, more than the
-# 10 ms once used on 1-s windows (429s at Notion 3/s and Slack 1/s). 3% covers 30 ms there and
-# seconds on 100-s windows, for at most 3% of the limit's throughput.
-MARGIN_SHARE = 0.03
-MIN_MARGIN = 0.010
+# A platform counts a request when it ARRIVES, somewhere between our grant (just before sending)
+# and its answer. The lag varies (a new connection, a busy event loop, the GIL, a stalled
+# server): bench/rate_limit_bench.py saw 429s at Notion 3/s and Slack 1/s when grants alone
+# were spaced, on the first request of a cold connection and when the stand-in's loop stalled.
+# So a request holds its place in the window from its grant until its ANSWER (`Answered`):
+# the request `limit` grants later waits until one window after that answer, and arrivals can
+# never be closer than a window, whatever the lag. On a 1-s window and a 5 ms local answer this
+# costs ~1.5% of the limit; on a real 300 ms answer, more (the price of never seeing a 429).
+# The margin covers clock granularity between our clock and the platform's.
+MARGIN_SHARE = 0.01
+MIN_MARGIN = 0.005
 
 
 def default_margin(window: float) -> float:
-    """Seconds added to the window between a grant and the one `limit` grants later."""
+    """Seconds added to the window between an answer and the grant `limit` grants later."""
     return max(MIN_MARGIN, MARGIN_SHARE * window)
 
 
@@ -50,8 +52,18 @@ class LimiterStats:
     blocked_for: float
 
 
+class _Slot:
+    """One granted request: it counts from `until` back one window (grant time, then answer)."""
+
+    __slots__ = ("until",)
+
+    def __init__(self, at: float) -> None:
+        self.until = at
+
+
 class SlidingWindowLimiter:
-    """At most `limit` grants in any `window`-second interval (plus `margin` seconds; by default
+    """At most `limit` requests in any `window`-second interval, as the platform counts them:
+    a request is counted from its grant until its answer (plus `margin` seconds; by default
     `default_margin(window)`)."""
 
     def __init__(
@@ -69,8 +81,8 @@ class SlidingWindowLimiter:
         self._span = window + (default_margin(window) if margin is None else margin)
         self._clock = clock
         self._sleep = sleep
-        # Only the last `limit` grants matter, so the log never holds more than that.
-        self._log: deque[float] = deque(maxlen=limit)
+        # Only the `limit` slots that free last matter, so the log never holds more than that.
+        self._log: deque[_Slot] = deque()
         self._blocked_until = 0.0
         # asyncio.Lock hands itself over in FIFO order and, when a waiter is cancelled, nothing
         # was granted: fairness and cancellation safety come with it.
@@ -80,27 +92,48 @@ class SlidingWindowLimiter:
 
     def try_acquire(self, now: float) -> float:
         """Grant now and return 0, or return the seconds to wait before trying again."""
-        log = self._log
-        while log and log[0] <= now - self._span:
-            log.popleft()  # keeps the log small for generous limits (echo)
-        wait = self._blocked_until - now
-        if len(log) >= self.limit:
-            wait = max(wait, log[0] + self._span - now)
-        if wait > 0:
-            return wait
-        log.append(now)
-        self._granted += 1
-        return 0.0
+        wait, _ = self._try_grant(now)
+        return wait
 
-    async def acquire(self) -> None:
-        """Wait for a grant. Fair (first come, first served) and safe to cancel."""
+    def try_grant(self, now: float) -> tuple[float, Answered | None]:
+        """(0, what to call once answered) for a grant now, else (seconds to wait, None)."""
+        wait, slot = self._try_grant(now)
+        return wait, (None if slot is None else partial(self._answered, slot))
+
+    def _try_grant(self, now: float) -> tuple[float, _Slot | None]:
+        log = self._log
+        while log and log[0].until <= now - self._span:
+            log.popleft()  # keeps the log small for generous limits
+        wait = self._blocked_until - now
+        freed: _Slot | None = None
+        if len(log) >= self.limit:
+            # Answers come out of grant order: the slot that frees first is the one answered
+            # first, not always the oldest grant.
+            freed = min(log, key=_until)
+            wait = max(wait, freed.until + self._span - now)
+        if wait > 0:
+            return wait, None
+        if freed is not None:
+            log.remove(freed)
+        slot = _Slot(now)
+        log.append(slot)
+        self._granted += 1
+        return 0.0, slot
+
+    async def acquire(self) -> Answered:
+        """Wait for a grant; call the returned function once the platform has answered (or the
+        request failed). Fair (first come, first served) and safe to cancel."""
         async with self._lock:
-            wait = self.try_acquire(self._clock())
+            wait, slot = self._try_grant(self._clock())
             if wait > 0:
                 self._waited += 1
-            while wait > 0:
+            while slot is None:
                 await self._sleep(wait)
-                wait = self.try_acquire(self._clock())
+                wait, slot = self._try_grant(self._clock())
+        return partial(self._answered, slot)
+
+    def _answered(self, slot: _Slot) -> None:
+        slot.until = max(slot.until, self._clock())
 
     def block(self, until: float) -> None:
         """Grant nothing before `until` (the platform said Retry-After)."""
@@ -108,7 +141,7 @@ class SlidingWindowLimiter:
 
     def stats(self, now: float | None = None) -> LimiterStats:
         now = self._clock() if now is None else now
-        in_window = sum(1 for t in self._log if t > now - self.window)
+        in_window = sum(1 for slot in self._log if slot.until > now - self.window)
         return LimiterStats(
             self.limit,
             self.window,
@@ -117,6 +150,10 @@ class SlidingWindowLimiter:
             in_window,
             max(0.0, self._blocked_until - now),
         )
+
+
+def _until(slot: _Slot) -> float:
+    return slot.until
 
 
 class RateLimiters:
@@ -143,11 +180,18 @@ class RateLimiters:
         return self._limiters.get(platform)
 
     def throttle(self, platform: str) -> Throttle:
-        """The coroutine function an executor awaits before each request it sends."""
+        """The coroutine function an executor awaits before each request it sends. The running
+        attempt's timeout is paused while it waits: it bounds the work, not the queue in front
+        of a busy platform."""
         limiter = self._limiters.get(platform)
         if limiter is None:
             return _unlimited
-        return limiter.acquire
+
+        async def throttle() -> Answered:
+            with attempt_paused():
+                return await limiter.acquire()
+
+        return throttle
 
     def penalise(self, platform: str, retry_after: float | None) -> None:
         """After a 429: send nothing to `platform` for `retry_after` seconds."""
@@ -159,56 +203,9 @@ class RateLimiters:
         return {platform: limiter.stats() for platform, limiter in self._limiters.items()}
 
 
-async def _unlimited() -> None:
+async def _unlimited() -> Answered:
+    return _nothing
+
+
+def _nothing() -> None:
     return None
-
-
-class Lanes(Generic[T]):
-    """Per-platform caps on actions running at once, derived from the rate limits.
-
-    Without them every worker could end up waiting on one slow platform's limiter (Slack: 1/s)
-    while other platforms' work waits behind. An action whose platform is at its cap is set
-    aside (FIFO per platform) and taken by the next worker that finishes one of that platform's
-    actions; meanwhile the pool claims other platforms' work (`crowded()` to exclude).
-    """
-
-    def __init__(self, caps: Mapping[str, int], default: int) -> None:
-        self._caps = dict(caps)
-        self._default = default
-        self._running: Counter[str] = Counter()
-        self._aside: dict[str, deque[T]] = {}
-        self.waiting = 0
-
-    @classmethod
-    def from_limits(cls, limits: Mapping[str, tuple[int, float]], workers: int) -> Lanes[T]:
-        """Cap = the platform's requests per second (at least 1, at most `workers`)."""
-        caps = {p: max(1, min(workers, int(n / window))) for p, (n, window) in limits.items()}
-        return cls(caps, workers)
-
-    def cap(self, platform: str) -> int:
-        return self._caps.get(platform, self._default)
-
-    def admit(self, platform: str, item: T) -> bool:
-        """Start `item` now (True) or set it aside until its platform has room (False)."""
-        if self._running[platform] < self.cap(platform):
-            self._running[platform] += 1
-            return True
-        self._aside.setdefault(platform, deque()).append(item)
-        self.waiting += 1
-        return False
-
-    def take_aside(self) -> T | None:
-        """An item set aside whose platform has room now (it counts as running)."""
-        for platform, items in self._aside.items():
-            if items and self._running[platform] < self.cap(platform):
-                self._running[platform] += 1
-                self.waiting -= 1
-                return items.popleft()
-        return None
-
-    def done(self, platform: str) -> None:
-        self._running[platform] -= 1
-
-    def crowded(self) -> frozenset[str]:
-        """Platforms with items set aside: claiming more of them now would only hoard."""
-        return frozenset(p for p, items in self._aside.items() if items)

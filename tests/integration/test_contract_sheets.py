@@ -7,6 +7,7 @@ Google token stand-in named by the generated key's token_uri.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator
@@ -315,8 +316,8 @@ async def test_concurrent_appends_through_the_limiter_never_exceed_the_stand_in_
     # The throttle runs on the loop while gspread waits in its worker thread (blocking_throttle).
     server = SheetsStandIn(tokens, rate_limit=(4, 0.5))
     async with server:
-        # The margin covers the spread between grant and arrival (a new connection costs ms).
-        limiter = SlidingWindowLimiter(4, 0.5, margin=0.1)
+        # The default margin: each request counts until its answer (bot.flow.ratelimit).
+        limiter = SlidingWindowLimiter(4, 0.5)
         executor = _executor(_settings(tokens, server), CountingThrottle())
         executor._throttle = limiter.acquire
         try:
@@ -327,3 +328,27 @@ async def test_concurrent_appends_through_the_limiter_never_exceed_the_stand_in_
             await executor.aclose()
         assert server.stats.rate_limited == 0
         assert sorted(row[0] for row in server.rows("Sheet1")) == list(range(10))
+
+
+async def test_a_call_given_up_while_waiting_for_the_limiter_sends_nothing(
+    tokens: GoogleTokenStandIn,
+) -> None:
+    # gspread waits for its grant in a worker thread. If the attempt is cancelled meanwhile
+    # (timeout, shutdown), the thread must not append once granted: the retry would append
+    # the same row again.
+    server = SheetsStandIn(tokens)
+    async with server:
+        limiter = SlidingWindowLimiter(1, 0.5)
+        executor = _executor(_settings(tokens, server), CountingThrottle())
+        executor._throttle = limiter.acquire
+        try:
+            await executor.operations["append_row"]({"values": [["first"]]})
+            given_up = asyncio.create_task(executor.operations["append_row"]({"values": [["x"]]}))
+            await asyncio.sleep(0.1)  # waiting for the grant, about 0.4 s away
+            given_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await given_up
+            await asyncio.sleep(0.7)  # past the grant
+        finally:
+            await executor.aclose()
+        assert [row[0] for row in server.rows("Sheet1")] == ["first"]

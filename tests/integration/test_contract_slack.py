@@ -36,7 +36,7 @@ async def standin() -> AsyncIterator[SlackStandIn]:
 
 
 @pytest.fixture
-def executor(standin: SlackStandIn) -> SlackExecutor:
+async def executor(standin: SlackStandIn) -> AsyncIterator[SlackExecutor]:
     settings = load_settings(
         _env_file=None,
         slack_bot_token=BOT_TOKEN,
@@ -50,7 +50,8 @@ def executor(standin: SlackStandIn) -> SlackExecutor:
 
     ex = build(settings, throttle)
     ex.throttled = throttled  # type: ignore[attr-defined]
-    return ex
+    yield ex
+    await ex.aclose()
 
 
 async def test_send_notification_by_name_returns_ts_and_permalink(

@@ -459,3 +459,59 @@ async def test_keyed_operations_receive_the_action_key(harness: Harness) -> None
         await harness.pool.stop(1.0)
     keys = {card["name"]: card["idempotency_key"] for card in harness.trello.cards}
     assert keys == {"a": "bug-7", "b": ids[1]}
+
+
+async def test_rate_limit_waits_do_not_count_against_the_attempt_timeout(
+    harness: Harness,
+) -> None:
+    # Three actions at 1 request per 0.4 s: the last waits ~0.8 s for its grant, more than the
+    # 0.3 s attempt timeout, and still succeeds at its first attempt.
+    harness.limiters = RateLimiters({"echo": (1, 0.4)})
+    harness.executors["echo"] = EchoExecutor(harness.limiters.throttle("echo"))
+    pool = WorkerPool(
+        harness.queue, harness.executors, harness.limiters, harness.breakers,
+        RetryPolicy.from_settings(harness.settings), FallbackChain(harness.settings.fallbacks),
+        harness.settings, store=harness.store, attempt_timeout=0.3,
+    )  # fmt: skip
+    ids = await harness.submit(*(echo(n=i) for i in range(3)))
+    await pool.start()
+    try:
+        views = await harness.wait_for(ids, FINAL, limit=10)
+    finally:
+        await pool.stop(1.0)
+    assert [v["status"] for v in views] == ["succeeded"] * 3
+    assert [len(await harness.attempts(i)) for i in ids] == [1, 1, 1]
+
+
+async def test_a_slow_platform_never_takes_the_only_general_worker(tmp_path: Path) -> None:
+    # QUEUE_WORKERS=1: Slack (1/s) runs in its own lane, so the one general worker serves echo.
+    settings = make_settings(tmp_path, queue_workers=1)
+    store = Store(settings.opsbot_database_url)
+    harness = Harness(store, settings)
+    throttle = harness.limiters.throttle("slack")
+
+    class ThrottledSlack(FakeTrello):
+        platform = "slack"
+
+        @property
+        def operations(self) -> Mapping[str, Operation]:
+            return {"send_notification": self.send}
+
+        async def send(self, data: JSON) -> JSON:
+            await throttle()
+            return {"ok": True}
+
+    harness.executors["slack"] = ThrottledSlack()
+    harness.pool = harness.make_pool()
+    await harness.submit(
+        *({"type": "send_notification", "data": {"text": str(i)}} for i in range(6))
+    )
+    echoes = await harness.submit(*(echo(n=i) for i in range(30)))
+    await harness.pool.start()
+    try:
+        views = await harness.wait_for(echoes, FINAL, limit=4)  # Slack's 6 need > 5 s
+    finally:
+        await harness.pool.stop(0.1)
+        store.close()
+    assert all(v["status"] == "succeeded" for v in views)
+    assert harness.pool.workers > settings.queue_workers  # lanes have workers of their own

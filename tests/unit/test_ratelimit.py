@@ -7,7 +7,8 @@ import bisect
 
 import pytest
 
-from bot.flow.ratelimit import Lanes, RateLimiters, SlidingWindowLimiter
+from bot.flow.lanes import Lanes
+from bot.flow.ratelimit import RateLimiters, SlidingWindowLimiter
 
 
 class FakeTime:
