@@ -32,23 +32,22 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, text
 
+from bot.attempts import ATTEMPT_TIMEOUT, AttemptRunner
 from bot.config import Settings
-from bot.flow.attempt import attempt_deadline
 from bot.flow.breaker import Breakers
 from bot.flow.fallback import FallbackChain
 from bot.flow.lanes import Lanes
 from bot.flow.ratelimit import RateLimiters
-from bot.flow.retry import RetryPolicy, classify, error_kind, retry_after_of, status_of
+from bot.flow.retry import RetryPolicy
 from bot.queue import Claimed, Outcome, Queue
 from bot.routing import PLATFORMS
-from executors.base import Executor, PlatformDisabled, RateLimited
+from executors.base import Executor
 
 if TYPE_CHECKING:
     from bot.store.engine import Store
 
 log = logging.getLogger(__name__)
 
-ATTEMPT_TIMEOUT = 60.0  # seconds per attempt, rate-limit waits excluded (bot.flow.attempt)
 PARK_SECONDS = 5.0  # how long an open platform stays unclaimed after an action had to wait
 MAX_PREFETCH = 200  # measured: batches of 200-250 drain echo actions fastest
 FAST_CYCLE, SLOW_CYCLE = 0.05, 0.5  # seconds a full batch lasted: grow / shrink the next one
@@ -76,7 +75,9 @@ class WorkerPool:
         self.queue, self.executors, self.limiters = queue, executors, limiters
         self.breakers, self.policy, self.fallbacks = breakers, policy, fallbacks
         self.settings, self.clock, self.store = settings, clock, store
-        self.attempt_timeout = attempt_timeout
+        self.attempts = AttemptRunner(
+            executors, limiters, breakers, policy, fallbacks, clock, attempt_timeout
+        )
         self.disabled = disabled  # platform -> why this process cannot serve it (for the log)
         self._lanes: Lanes[Claimed] = Lanes.from_limits(
             settings.rate_limits, settings.queue_workers
@@ -240,6 +241,12 @@ class WorkerPool:
             if self._active() <= self.prefetch // 2:
                 self._room.set()
 
+    async def _run(self, claimed: Claimed, worker: str) -> Outcome:
+        outcome = await self.attempts.run(claimed, worker)
+        if outcome.kind == "release":  # no platform can take it: leave it unclaimed a while
+            self._parked[claimed.platform] = outcome.started_at + PARK_SECONDS
+        return outcome
+
     async def _work_loop(self, index: int) -> None:
         name = f"{self.owner}/w{index}"
         while True:
@@ -251,7 +258,8 @@ class WorkerPool:
                 outcome = await self._run(claimed, name)
             except Exception as exc:  # a bug outside the executor: keep the worker and action
                 log.exception("running action %s failed unexpectedly", claimed.id)
-                outcome = self._failed(claimed, name, self.clock(), exc, claimed.platform, False)
+                started, platform = self.clock(), claimed.platform
+                outcome = self.attempts.failed(claimed, name, started, exc, platform, False)
             finally:
                 self.busy -= 1
                 self._lanes.done(claimed.platform)
@@ -261,64 +269,6 @@ class WorkerPool:
             self._have_outcomes.set()
             if self._active() <= self.prefetch // 2:
                 self._room.set()
-
-    async def _run(self, claimed: Claimed, worker: str) -> Outcome:
-        started = self.clock()
-        route = self._route(claimed)
-        if route is None:
-            self._parked[claimed.platform] = started + PARK_SECONDS
-            return Outcome(claimed.id, "release", started, self.clock(), worker)
-        platform, action_type, data = route
-        fallback_used = platform != claimed.platform
-        executor = self.executors[platform]
-        if action_type in getattr(executor, "keyed_operations", ()):
-            # Lets the platform side deduplicate a retry whose first response was lost.
-            data = {"idempotency_key": claimed.idempotency_key or claimed.id, **data}
-        breaker = self.breakers.get(platform)
-        operation = executor.operations.get(action_type)
-        try:
-            if operation is None:
-                raise PlatformDisabled(f"{platform} has no operation {action_type!r}")
-            async with attempt_deadline(self.attempt_timeout):
-                result = await operation(data)
-        except Exception as exc:
-            breaker.record_failure(exc)
-            if isinstance(exc, RateLimited):
-                self.limiters.penalise(platform, exc.retry_after)
-            return self._failed(claimed, worker, started, exc, platform, fallback_used)
-        except asyncio.CancelledError:
-            breaker.release_probe()  # shutdown: the action is released, nothing was learnt
-            raise
-        breaker.record_success()
-        return Outcome(
-            claimed.id, "succeeded", started, self.clock(), worker,
-            result=result, served_by=platform, fallback_used=fallback_used,
-        )  # fmt: skip
-
-    def _route(self, claimed: Claimed) -> tuple[str, str, dict[str, Any]] | None:
-        """(platform, type, data) to run now: the action's own, its fallback, or None (wait)."""
-
-        def can_run(platform: str) -> bool:
-            return platform in self.executors and self.breakers.get(platform).allow()
-
-        return self.fallbacks.route(claimed.platform, claimed.type, claimed.data, can_run)
-
-    def _failed(
-        self, claimed: Claimed, worker: str, started: float, exc: BaseException,
-        platform: str, fallback_used: bool,
-    ) -> Outcome:  # fmt: skip
-        now = self.clock()
-        retry_after = retry_after_of(exc)
-        retry = classify(exc) == "retry" and claimed.attempt < claimed.max_attempts
-        message = str(exc) or type(exc).__name__
-        if retry:
-            log.debug("action %s attempt %d failed: %s", claimed.id, claimed.attempt, message)
-        return Outcome(
-            claimed.id, "retry" if retry else "dead", started, now, worker,
-            served_by=platform, fallback_used=fallback_used, error=message,
-            error_kind=error_kind(exc), status_code=status_of(exc), retry_after=retry_after,
-            retry_at=now + self.policy.delay(claimed.attempt, retry_after) if retry else None,
-        )  # fmt: skip
 
     # -- recorder and housekeeping --------------------------------------------------------------
 
