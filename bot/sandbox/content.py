@@ -1,5 +1,6 @@
-"""The example content shipped with the sandbox: actions for the JSON editor (examples/actions/)
-and sample inputs for the example workflows' start form (examples/workflows/)."""
+"""The example content shipped with the sandbox (package data under bot/sandbox/examples/, so
+an installed wheel has it too): actions for the JSON editor (examples/actions/), the example
+workflows (examples/workflows/) and sample inputs for their start form."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "actions"
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+EXAMPLE_ACTIONS = EXAMPLES / "actions"
+EXAMPLE_WORKFLOWS = EXAMPLES / "workflows"
 SAMPLE_INPUTS: dict[str, dict[str, str]] = {
     "invoice-processing": {"invoice_id": "INV-001", "amount": "1250.00",
                            "date": "2026-01-15", "content": "Invoice PDF"},
@@ -17,7 +20,7 @@ SAMPLE_INPUTS: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 
-def load_examples(folder: Path) -> list[dict[str, Any]]:
+def load_examples(folder: Path = EXAMPLE_ACTIONS) -> list[dict[str, Any]]:
     if not folder.is_dir():
         return []
     return [{"name": path.stem, "action": json.loads(path.read_text("utf-8"))}

@@ -19,16 +19,17 @@ from typing import Any
 
 from aiohttp import web
 
+import executors.sandbox
 from bot.actions import ActionInvalid
 from bot.sandbox import snapshot
-from bot.sandbox.content import EXAMPLES_DIR, SAMPLE_INPUTS, load_examples
+from bot.sandbox.content import EXAMPLE_ACTIONS, SAMPLE_INPUTS, load_examples
 from bot.sandbox.hub import Hub
 from bot.sandbox.standins import PLATFORMS, SANDBOX_USER, Sandbox
 from executors.sandbox.slack import SlackError
 
 log = logging.getLogger("opsbot.sandbox")
 
-PAGE_DIR = Path(__file__).resolve().parents[2] / "executors" / "sandbox" / "page"
+PAGE_DIR = Path(executors.sandbox.__file__).resolve().parent / "page"  # package data
 STATIC = {"app.js": "text/javascript", "blocks.js": "text/javascript", "style.css": "text/css"}
 FAULT_KINDS = ("503", "429", "401", "slow", "off", "clear")
 ACK_TIMEOUT = 5.0
@@ -173,7 +174,7 @@ class PageService:
         return _json(self._everything())
 
     async def _examples(self, request: web.Request) -> web.Response:
-        return _json(await asyncio.to_thread(load_examples, EXAMPLES_DIR))
+        return _json(await asyncio.to_thread(load_examples, EXAMPLE_ACTIONS))
 
     async def _workflows(self, request: web.Request) -> web.Response:
         runner = find_runner(self.runtime)

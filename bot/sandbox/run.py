@@ -21,6 +21,7 @@ from typing import Any
 
 from bot.config import Settings, load_settings
 from bot.runtime import Runtime
+from bot.sandbox.content import EXAMPLE_WORKFLOWS
 from bot.sandbox.page import PageService
 from bot.sandbox.standins import Sandbox, port_free
 
@@ -29,7 +30,6 @@ log = logging.getLogger("opsbot.sandbox")
 DEFAULT_STATE_DIR = Path("var/sandbox")
 DEFAULT_PAGE_PORT = 8765
 API_TOKEN = "sandbox-api-token"  # the HTTP API's write token in the sandbox (not a secret)
-EXAMPLE_WORKFLOWS = Path(__file__).resolve().parents[2] / "examples" / "workflows"
 
 Build = Callable[[Settings], Runtime]
 

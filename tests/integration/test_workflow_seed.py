@@ -18,6 +18,7 @@ from bot.flow.ratelimit import RateLimiters
 from bot.flow.retry import RetryPolicy
 from bot.queue import Queue
 from bot.routing import PLATFORMS
+from bot.sandbox.content import EXAMPLE_WORKFLOWS
 from bot.store.engine import Store
 from bot.worker import WorkerPool
 from bot.workflows.loader import load_path
@@ -29,7 +30,7 @@ from executors.sandbox.sheets import SANDBOX_SPREADSHEET_ID
 from executors.sandbox.slack import APP_TOKEN, BOT_TOKEN, SlackStandIn
 from executors.sandbox.trello import API_KEY, BOARD_ID, DEFAULT_LIST_ID, TOKEN, TrelloStandIn
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
+EXAMPLES = EXAMPLE_WORKFLOWS
 
 
 class World:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.sandbox.content import EXAMPLE_WORKFLOWS
 from bot.workflows.definitions import IRREVERSIBLE, ActionTemplate, Workflow
 from bot.workflows.loader import load_path, load_workflows, loads
 from bot.workflows.validate import WorkflowInvalid, check, validate
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
+EXAMPLES = EXAMPLE_WORKFLOWS
 
 
 def messages(text: str, source: str = "w.yml") -> list[str]:
