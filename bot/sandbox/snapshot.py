@@ -18,6 +18,7 @@ JSON = dict[str, Any]
 MAX_MESSAGES = 100  # per channel, newest kept
 MAX_ROWS = 50  # per sheet, newest kept
 FIRST_CHANNELS = ("approvals", "errors", "operations")
+LOG_SHEET = "Actions"  # the sandbox's SHEETS_LOG_SHEET
 
 
 def slack(state: JSON) -> JSON:
@@ -146,16 +147,19 @@ def drive(state: JSON) -> JSON:
 
 
 def sheets(state: JSON) -> JSON:
-    """Each sheet of the sandbox spreadsheet, the action log first, newest rows last."""
+    """Every sheet (tab) of the sandbox spreadsheet that has rows, the action log first, newest
+    rows last."""
     book = state["spreadsheets"].get(SANDBOX_SPREADSHEET_ID)
     if book is None:
         return {"title": "", "sheets": []}
-    titles = sorted((s["title"] for s in book["sheets"]), key=lambda t: t != "Actions")
+    titles = list(dict.fromkeys([*(s["title"] for s in book["sheets"]), *book["grids"]]))
+    titles.sort(key=lambda t: t != LOG_SHEET)
     out = []
     for title in titles:
         rows = read(book["grids"].get(title, []), Box(0, 0, None, None))
         rows = [r for r in rows if any(cell not in ("", None) for cell in r)]
-        out.append({"title": title, "total": len(rows), "rows": rows[-MAX_ROWS:]})
+        if rows:
+            out.append({"title": title, "total": len(rows), "rows": rows[-MAX_ROWS:]})
     return {"title": book.get("properties", {}).get("title", ""), "sheets": out}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from datetime import datetime, timedelta
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,10 @@ async def test_example_workflows_run_on_the_seeded_content(run: SandboxRun, name
     sb = run.sandbox
     if name == "bug-report":
         assert sb.trello.cards() and sb.google.sheets.rows("Bugs")
+        [logged] = [r for r in sb.google.sheets.rows("Actions") if r[1] == started["id"]]
+        assert datetime.fromisoformat(logged[0]).utcoffset() == timedelta(0)  # ISO-8601 UTC
+        shown = [s["title"] for s in run.page.panel("sheets")["sheets"]]
+        assert shown[0] == "Actions" and "Bugs" in shown
     elif name == "invoice-processing":
         assert sb.google.sheets.rows("Invoices") and sb.slack.messages("finance")
     else:
