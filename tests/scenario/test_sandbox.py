@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from datetime import datetime, timedelta
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
