@@ -1,22 +1,12 @@
-"""`python -m bot worker [--drain]`: the worker process without the CLI (crash tests, scripts)."""
+"""`python -m bot ...`: the `opsbot` command line (bot.cli) without its console script, with
+the same commands: `python -m bot run`, `python -m bot worker [--drain]` (crash tests,
+scripts), `python -m bot status`, ..."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from bot.config import load_settings
-from bot.runtime import run_worker
-
-
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] != "worker" or set(argv[1:]) - {"--drain"}:
-        print("usage: python -m bot worker [--drain]", file=sys.stderr)
-        return 2
-    settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
-    return run_worker(settings, drain="--drain" in argv[1:])
-
+from bot.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])

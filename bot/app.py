@@ -87,12 +87,23 @@ def _report_poster(slack: SlackService | None) -> Any:
     return post
 
 
+def http_port(runtime: Runtime) -> int | None:
+    """The port the HTTP API really listens on (OPSBOT_HTTP_PORT may be 0, or taken and
+    replaced); None when the surface is not running."""
+    for service in runtime.services:
+        web = getattr(service, "web", None) if isinstance(service, Surface) else None
+        if web is not None:
+            return int(web.port)
+    return None
+
+
 def banner(runtime: Runtime, slack: SlackService | None) -> str:
     """What is running, in a few lines for the console (no secrets)."""
     settings = runtime.settings
+    port = http_port(runtime)
     lines = [
         f"opsbot is running (database {settings.opsbot_database_url}, "
-        f"{settings.queue_workers} workers, HTTP on port {settings.opsbot_http_port})",
+        f"{settings.queue_workers} workers, HTTP on port {port if port is not None else 'none'})",
         "  slack front door: "
         + ("on (Socket Mode)" if slack else "off (needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN)"),
     ]
@@ -104,12 +115,44 @@ def banner(runtime: Runtime, slack: SlackService | None) -> str:
     return "\n".join(lines)
 
 
+def unfinished_actions(settings: Settings) -> int:
+    """Actions not final yet (queued, waiting for approval or a retry), read from the store
+    after the runtime stopped: the ones the next start picks up."""
+    from bot.queue_views import count_active
+    from bot.store.engine import Store
+
+    store = Store(settings.opsbot_database_url)
+    try:
+        return store.read_sync(count_active)
+    finally:
+        store.close()
+
+
+async def stopped_line(settings: Settings, where: str) -> str:
+    """The console's last line on a clean shutdown."""
+    try:
+        left = await asyncio.to_thread(unfinished_actions, settings)
+    except Exception as exc:  # the line is a courtesy: never fail the exit over it
+        log.warning("counting the unfinished actions failed: %s", exc)
+        return f"opsbot stopped: state kept in {where}"
+    noun = "action" if left == 1 else "actions"
+    return f"opsbot stopped: {left} {noun} still queued, state kept in {where}"
+
+
+def console(text: str) -> None:
+    """Banners and the stop line go to stdout; logs go to stderr. Flushing stderr first keeps
+    the startup log lines above the banner on a terminal showing both."""
+    sys.stderr.flush()
+    print(text, flush=True)
+
+
 async def serve(settings: Settings, runtime: Runtime | None = None) -> int:
     runtime = runtime or Runtime(settings)
     slack = compose(runtime)
     async with runtime:
-        print(banner(runtime, slack), file=sys.stderr, flush=True)
+        console(banner(runtime, slack))
         await runtime.run_forever()
+    console(await stopped_line(settings, settings.opsbot_database_url))
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from bot.config import Settings, load_settings
 from bot.runtime import Runtime
-from bot.sandbox.content import EXAMPLE_WORKFLOWS
+from bot.sandbox.content import EXAMPLE_ACTIONS, EXAMPLE_WORKFLOWS
 from bot.sandbox.page import PageService
 from bot.sandbox.standins import Sandbox, port_free
 
@@ -30,6 +29,8 @@ log = logging.getLogger("opsbot.sandbox")
 DEFAULT_STATE_DIR = Path("var/sandbox")
 DEFAULT_PAGE_PORT = 8765
 API_TOKEN = "sandbox-api-token"  # the HTTP API's write token in the sandbox (not a secret)
+RULE_MAX = 96  # the banner's frame, however long a path in it is
+CALLBACK_SECRET = "sandbox-callback-secret"  # signs outcome callbacks (well known, like the token)
 
 Build = Callable[[Settings], Runtime]
 
@@ -49,7 +50,8 @@ class SandboxRun:
 def sandbox_settings(sandbox: Sandbox, overrides: Mapping[str, Any] | None = None) -> Settings:
     """The environment's Settings with every platform pointed at the stand-ins; `overrides`
     (Settings field names, plus `_env_file`) win."""
-    values: dict[str, Any] = {**sandbox.overrides(), "opsbot_api_token": API_TOKEN}
+    values: dict[str, Any] = {**sandbox.overrides(), "opsbot_api_token": API_TOKEN,
+                              "opsbot_callback_secret": CALLBACK_SECRET}  # fmt: skip
     if EXAMPLE_WORKFLOWS.is_dir():
         values["opsbot_workflows"] = str(EXAMPLE_WORKFLOWS)
     values.update(overrides or {})
@@ -115,42 +117,55 @@ async def run_sandbox(
     build: Build | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> int:
-    """Run the sandbox until SIGINT/SIGTERM; the console says it is the sandbox and where."""
-    from bot.app import banner as bot_banner
-    from bot.slack_app import SlackService
+    """Run the sandbox until SIGINT/SIGTERM. Once everything is up (after the startup logs)
+    the console gets one block saying it is the sandbox and where; on a clean stop, one line
+    saying what is left."""
+    from bot.app import console, stopped_line
 
     # slack_sdk ignores NO_PROXY, and everything the sandbox talks to is on 127.0.0.1.
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(name, None)
+    say = announce or console
     async with running_sandbox(
         state_dir, page_port=page_port, overrides=overrides, build=build
     ) as run:
-        services = run.runtime.services
-        slack = next((s for s in services if isinstance(s, SlackService)), None)
-        say = announce or _console
-        say(bot_banner(run.runtime, slack))
         say(banner(run))
         await run.runtime.run_forever()
+    say(await stopped_line(run.settings, f"{run.sandbox.state_dir}/"))
     return 0
 
 
-def _console(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)  # where `opsbot run` prints its own banner
-
-
 def banner(run: SandboxRun) -> str:
-    surface = next((s for s in run.runtime.services if hasattr(s, "web")), None)
-    web = getattr(surface, "web", None)
-    api = f"http://127.0.0.1:{web.port}  (write token: {API_TOKEN})" if web else "off"
+    """The sandbox's block for the console (its tokens are well known, not secrets)."""
+    from bot.app import http_port
+
+    port = http_port(run.runtime)
+    api = f"http://127.0.0.1:{port}" if port is not None else ""
+    runner = run.runtime.runner
+    workflows = ", ".join(sorted(runner.workflows)) if runner is not None else "none"
+    platforms = ", ".join(sorted(p for p in run.runtime.executors if p != "echo"))
     lines = [
-        "SANDBOX MODE: opsbot is running against local stand-ins of Slack, Notion, Trello,",
+        "opsbot SANDBOX is up: the real bot against local stand-ins of Slack, Notion, Trello,",
         "Google Drive and Google Sheets on 127.0.0.1. Nothing leaves this machine.",
         "",
-        f"  Sandbox page:  {run.url}",
-        f"  HTTP API:      {api}",
-        f"  State:         {run.sandbox.state_dir}/ (delete it to start over)",
+        f"  Page:       {run.url}",
+        f"  HTTP API:   {api or 'off'}" + (f"  (write token: {API_TOKEN})" if api else ""),
+        *([f"  Try:        curl -H 'Authorization: Bearer {API_TOKEN}' \\",
+           f"                -d @{_shown(EXAMPLE_ACTIONS / 'create-card.json')} {api}/actions"]
+          if api else []),
+        f"  State:      {run.sandbox.state_dir}/ (kept across restarts; delete it to start over)",
+        f"  Platforms:  {platforms}; workflows: {workflows}",
+        "  Stop:       Ctrl-C (running actions finish, queued ones wait for the next start)",
         "",
         "Set SLACK_BOT_TOKEN and SLACK_APP_TOKEN (and the platforms' keys) to run for real.",
-    ]
-    rule = "=" * max(len(line) for line in lines)
-    return "\n".join([rule, *lines, rule])
+    ]  # fmt: skip
+    rule = "=" * min(RULE_MAX, max(len(line) for line in lines))
+    return "\n".join(["", rule, *lines, rule])
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be said from here (relative under the working directory)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.app import banner as bot_banner
+from bot.app import http_port
 from bot.sandbox import SANDBOX_USER, SandboxRun, default_build, running_sandbox
 from bot.sandbox.content import SAMPLE_INPUTS
 from bot.sandbox.page import find_runner
@@ -146,6 +148,9 @@ async def test_state_and_ports_survive_a_restart(tmp_path: Path) -> None:
         ports = dict(first.sandbox.ports)
         text = banner(first)
     assert "SANDBOX" in text and first.url in text
+    port = http_port(first.runtime)
+    assert port and f"127.0.0.1:{port}" in text  # the port bound, not OPSBOT_HTTP_PORT's 0
+    assert f"HTTP on port {port})" in bot_banner(first.runtime, None)
     async with running_sandbox(folder, page_port=0, overrides=_overrides(), build=FAST) as again:
         assert {k: again.sandbox.ports[k] for k in ports} == ports
         [card] = again.sandbox.trello.cards()
