@@ -5,6 +5,10 @@ Serves the paths the Drive executor uses (`/drive/v3/about`, `/drive/v3/files`,
 answer and error shapes. Bearer tokens must come from the `GoogleTokenStandIn` given. State:
 `files` by id (folders are files with the folder mime type; content kept base64, permissions
 inline). A seeded folder (`SANDBOX_FOLDER_ID`) stands for `DRIVE_FOLDER_ID`.
+
+A file's `webViewLink` points at the stand-in, as Notion's and Trello's links do, so the links
+in results, sheets and messages open in the sandbox: `GET /file/d/{id}/view` serves the file's
+content (text as text/plain), `GET /drive/folders/{id}` lists a folder.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from email.parser import BytesParser
 from email.policy import HTTP
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -25,11 +29,13 @@ from executors.sandbox.standin import StandIn
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 SANDBOX_FOLDER_ID = "sandbox-folder"
+GOOGLE_LINKS = "https://drive.google.com/"
 _PUBLIC = ("id", "name", "mimeType", "parents", "webViewLink", "createdTime", "size")
 
 
 class DriveStandIn(StandIn):
     name = "drive"
+    public_prefixes = ("/file/d/", "/drive/folders/")  # the web links, not the API
 
     def __init__(
         self,
@@ -46,6 +52,15 @@ class DriveStandIn(StandIn):
         folder = _new_file(SANDBOX_FOLDER_ID, "opsbot", FOLDER_MIME, [])
         return {"files": {SANDBOX_FOLDER_ID: folder}}
 
+    async def start(self) -> Self:
+        await super().start()
+        # State saved before links pointed here: its drive.google.com links open nothing.
+        for record in self.files.values():
+            if str(record.get("webViewLink", "")).startswith(GOOGLE_LINKS):
+                del record["webViewLink"]
+                record["webViewLink"] = self.web_link(record)
+        return self
+
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/drive/v3/about", self._about)
         app.router.add_get("/drive/v3/files", self._list)
@@ -56,6 +71,8 @@ class DriveStandIn(StandIn):
         app.router.add_get("/drive/v3/files/{id}/permissions", self._permissions)
         app.router.add_post("/drive/v3/files/{id}/permissions", self._share)
         app.router.add_delete("/drive/v3/files/{id}/permissions/{pid}", self._unshare)
+        app.router.add_get("/file/d/{id}/view", self._view_file)
+        app.router.add_get("/drive/folders/{id}", self._view_folder)
 
     def authorize(self, request: web.Request) -> bool:
         return self.tokens.valid(bearer(request))
@@ -76,6 +93,36 @@ class DriveStandIn(StandIn):
     def content(self, file_id: str) -> bytes:
         return base64.b64decode(self.files[file_id].get("content", ""))
 
+    def web_link(self, record: dict[str, Any]) -> str:
+        """Where a file opens in a browser: on this stand-in (a stored link wins)."""
+        if record.get("webViewLink"):
+            return str(record["webViewLink"])
+        if record.get("mimeType") == FOLDER_MIME:
+            return f"{self.base_url}/drive/folders/{record['id']}"
+        return f"{self.base_url}/file/d/{record['id']}/view"
+
+    # -- web links -----------------------------------------------------------------------------
+    async def _view_file(self, request: web.Request) -> web.StreamResponse:
+        record = self.files.get(request.match_info["id"])
+        if record is None or record.get("mimeType") == FOLDER_MIME:
+            return web.Response(status=404, text="No such file in the sandbox's Drive.")
+        content = self.content(record["id"])
+        mime = str(record.get("mimeType") or "application/octet-stream")
+        try:  # text shows in the browser whatever it claims to be (an "Invoice PDF" string)
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            return web.Response(body=content, content_type=mime)
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _view_folder(self, request: web.Request) -> web.Response:
+        record = self.files.get(request.match_info["id"])
+        if record is None or record.get("mimeType") != FOLDER_MIME:
+            return web.Response(status=404, text="No such folder in the sandbox's Drive.")
+        inside = [
+            {"name": f["name"], "link": self.web_link(f)} for f in self.children(record["id"])
+        ]
+        return web.json_response({"name": record["name"], "files": inside})
+
     # -- handlers ----------------------------------------------------------------------------
     async def _about(self, request: web.Request) -> web.Response:
         user = {"kind": "drive#user", "displayName": "opsbot", "emailAddress": "opsbot@sandbox"}
@@ -84,11 +131,13 @@ class DriveStandIn(StandIn):
     async def _list(self, request: web.Request) -> web.Response:
         query = request.query.get("q", "")
         files = [f for f in self.files.values() if _matches(f, query)]
-        return web.json_response({"files": [_public(f) for f in files]})
+        return web.json_response({"files": [self._public(f) for f in files]})
 
     async def _get(self, request: web.Request) -> web.Response:
         found = self._file(request.match_info["id"])
-        return found if isinstance(found, web.Response) else web.json_response(_public(found))
+        if isinstance(found, web.Response):
+            return found
+        return web.json_response(self._public(found))
 
     async def _create(self, request: web.Request) -> web.Response:
         metadata = await _json(request)
@@ -179,11 +228,16 @@ class DriveStandIn(StandIn):
                 return google_error(404, f"File not found: {parent}.")
         mime = str(metadata.get("mimeType") or "application/octet-stream")
         record = _new_file(_new_id(), str(metadata["name"]), mime, list(parents))
+        record["webViewLink"] = self.web_link(record)
         record["content"] = base64.b64encode(content).decode()
         record["size"] = str(len(content))
         self.files[record["id"]] = record
         self.changed()
-        return web.json_response(_public(record))
+        return web.json_response(self._public(record))
+
+    def _public(self, record: dict[str, Any]) -> dict[str, Any]:
+        shown = {k: record[k] for k in _PUBLIC if k in record}
+        return {"kind": "drive#file", **shown, "webViewLink": self.web_link(record)}
 
 
 def _multipart(content_type: str, raw: bytes) -> list[bytes]:
@@ -203,21 +257,15 @@ def _new_id() -> str:
 
 
 def _new_file(file_id: str, name: str, mime: str, parents: list[str]) -> dict[str, Any]:
-    kind = "drive/folders" if mime == FOLDER_MIME else "file/d"
-    suffix = "" if mime == FOLDER_MIME else "/view"
+    """A file record without its web link (the stand-in's `web_link` says where it opens)."""
     return {
         "id": file_id,
         "name": name,
         "mimeType": mime,
         "parents": parents,
-        "webViewLink": f"https://drive.google.com/{kind}/{file_id}{suffix}",
         "createdTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         "permissions": [],
     }
-
-
-def _public(record: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "drive#file", **{k: record[k] for k in _PUBLIC if k in record}}
 
 
 def _matches(record: dict[str, Any], query: str) -> bool:

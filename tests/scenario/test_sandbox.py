@@ -122,6 +122,10 @@ async def test_example_workflows_run_on_the_seeded_content(run: SandboxRun, name
         assert shown[0] == "Actions" and "Bugs" in shown
     elif name == "invoice-processing":
         assert sb.google.sheets.rows("Invoices") and sb.slack.messages("finance")
+        link = view["result"]["create_invoice_file"]["web_view_link"]
+        assert link.startswith(sb.google.drive.base_url + "/file/d/")  # not drive.google.com
+        async with aiohttp.ClientSession() as http, http.get(link) as r:
+            assert r.status == 200 and await r.text() == SAMPLE_INPUTS[name]["content"]
     else:
         assert sb.notion.pages() and sb.slack.messages("operations")
 
