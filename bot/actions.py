@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.routing import PLATFORMS, ROUTES, Priority, route_for
 
@@ -160,6 +161,8 @@ def parse_action(raw: Any, index: int | None = None) -> ActionSpec:
         for name in ("id", "idempotency_key", "requested_by", "source", "reason", "callback_url")
     }
     flags = {name: _optional_bool(raw, name, problems) for name in ("requires_approval", "notify")}
+    if strings["callback_url"] is not None and not is_callback_url(strings["callback_url"]):
+        problems.append(Problem("callback_url", strings["callback_url"], CALLBACK_URL_EXPECTED))
     if problems:
         raise ActionInvalid(problems, index)
     assert route is not None
@@ -222,6 +225,18 @@ def _timestamp(value: Any, name: str, problems: list[Problem]) -> datetime | Non
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     problems.append(Problem(name, value, "an ISO 8601 time or a Unix timestamp"))
     return None
+
+
+CALLBACK_URL_EXPECTED = "an http:// or https:// URL with a host"
+
+
+def is_callback_url(value: str) -> bool:
+    """Where an outcome may be POSTed: an absolute http(s) URL."""
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed "[" in the host
+        return False
 
 
 def _optional_str(raw: dict[str, Any], name: str, problems: list[Problem]) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 from bot.backup import RunLock
 from bot.config import Settings
 from bot.metrics import Metrics
+from bot.run_callbacks import RunCallbackService
 from bot.runtime import Runtime
 from bot.schedules.service import SchedulerService
 from bot.slack_app import SlackService, add_slack
@@ -73,6 +74,7 @@ def compose(runtime: Runtime) -> SlackService | None:
         SchedulerService(runtime, runner=lambda: runtime.runner, post=_report_poster(slack))
     )
     runtime.services.append(surface)
+    runtime.services.append(RunCallbackService(runtime, surface))  # needs runner and surface
     return slack
 
 

@@ -1,4 +1,5 @@
-"""Outcome callbacks: when an action with a `callback_url` is final, POST its outcome there.
+"""Outcome callbacks: when an action with a `callback_url` is final, POST its outcome there
+(workflow runs use `send` too: bot.run_callbacks).
 
 The queue's bus views do not carry `callback_url`, so final ids are collected and looked up in
 batches (one indexed read for many outcomes) by a single task; only actions with a URL cost more.
@@ -104,12 +105,15 @@ class CallbackDispatcher:
                 self._idle.set()
 
     def _spawn(self, view: dict[str, Any], url: str) -> None:
-        task = asyncio.create_task(self._deliver(view, url), name=f"callback-{view.get('id')}")
+        self.send({k: view.get(k) for k in PAYLOAD_FIELDS}, url, str(view.get("id")))
+
+    def send(self, payload: dict[str, Any], url: str, label: str) -> None:
+        """Deliver `payload` to `url` in a task of its own (signed, retried with backoff)."""
+        task = asyncio.create_task(self._deliver(payload, url, label), name=f"callback-{label}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, view: dict[str, Any], url: str) -> None:
-        payload = {k: view.get(k) for k in PAYLOAD_FIELDS}
+    async def _deliver(self, payload: dict[str, Any], url: str, label: str) -> None:
         outcome = "failed"
         for attempt in range(1, self.attempts + 1):
             # The attempt number makes each retry's body, hence its signature, unique: a
@@ -123,7 +127,7 @@ class CallbackDispatcher:
                 break
             await self.sleep(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
         if outcome != "delivered":
-            log.warning("callback for %s to %s not delivered", view.get("id"), _host(url))
+            log.warning("callback for %s to %s not delivered", label, _host(url))
         if self.metrics is not None:
             self.metrics.callbacks.labels(outcome).inc()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -121,7 +122,8 @@ class Settings(BaseSettings):
 
     # Scheduler and maintenance (bot/scheduler.py, bot/maintenance.py)
     opsbot_schedules: str | None = None  # YAML/JSON file; default ./schedules.yml if present
-    opsbot_schedule_catch_up: str = "once"  # missed firings while down: once | all | skip
+    # Missed firings while down, for schedules that do not set catch_up: once | all | skip
+    opsbot_schedule_catch_up: Literal["once", "all", "skip"] = "once"
     opsbot_audit_retention_days: float = Field(90.0, gt=0)
     opsbot_history_retention_days: float = Field(30.0, gt=0, description="finished actions")
     opsbot_prune_cron: str = "0 3 * * *"  # daily retention job (UTC); "" disables

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import ops
-from bot.actions import ActionInvalid, parse_actions
+from bot.actions import CALLBACK_URL_EXPECTED, ActionInvalid, is_callback_url, parse_actions
 from bot.config import Settings
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.signing import SIGNATURE_HEADER, SignatureInvalid, Verifier
@@ -178,7 +178,7 @@ class Api:
             return error(400, problem)
         return await self._start_run(
             request.match_info["name"], raw.get("input") or {}, actor="api",
-            key=raw.get("idempotency_key"), source="http",
+            key=raw.get("idempotency_key"), source="http", callback_url=raw.get("callback_url"),
         )  # fmt: skip
 
     async def get_run(self, request: web.Request) -> web.Response:
@@ -211,8 +211,9 @@ class Api:
         return await self._start_run(workflow, data, actor=f"hook:{name}", key=key, source="hook")
 
     async def _start_run(
-        self, name: str, data: dict[str, Any], *, actor: str, key: str | None, source: str
-    ) -> web.Response:
+        self, name: str, data: dict[str, Any], *, actor: str, key: str | None, source: str,
+        callback_url: str | None = None,
+    ) -> web.Response:  # fmt: skip
         runner = self.d.runner
         if runner is None:
             return _no_workflows()
@@ -220,20 +221,28 @@ class Api:
             return error(404, f"no workflow named {name!r}")
         try:
             run = await runner.start_run(
-                name, data, idempotency_key=key, actor=actor, source=source
-            )
+                name, data, idempotency_key=key, actor=actor, source=source,
+                callback_url=callback_url,
+            )  # fmt: skip
         except ValueError as exc:  # RunRefused: written for people (missing input, disabled)
             return error(400, str(exc))
         return json_response(run, 202)  # a repeat (idempotency key) is 202 with the same run
 
 
+_RUN_FIELDS = ("input", "idempotency_key", "callback_url")
+
+
 def _run_request_problem(raw: Any) -> str | None:
-    """POST /workflows/{name}/runs takes {"input": {...}, "idempotency_key": "..."}."""
+    """POST /workflows/{name}/runs takes {"input": {...}, "idempotency_key": "...",
+    "callback_url": "https://..."}."""
     if not isinstance(raw, dict):
         return 'body: expected a JSON object like {"input": {...}}'
-    unknown = sorted(set(raw) - {"input", "idempotency_key"})
+    unknown = sorted(set(raw) - set(_RUN_FIELDS))
     if unknown:
-        return f"unknown field(s): {', '.join(unknown)} (known: input, idempotency_key)"
+        return f"unknown field(s): {', '.join(unknown)} (known: {', '.join(_RUN_FIELDS)})"
+    url = raw.get("callback_url")
+    if url is not None and (not isinstance(url, str) or not is_callback_url(url)):
+        return f"callback_url: got {str(url)[:80]!r}, expected {CALLBACK_URL_EXPECTED}"
     if not isinstance(raw.get("input", {}), dict):
         return "input: expected a JSON object"
     key = raw.get("idempotency_key")

@@ -121,8 +121,11 @@ def fire_iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).replace(microsecond=0).isoformat()
 
 
-def load_schedules(configured: str | None, cwd: Path | None = None) -> dict[str, Schedule]:
-    """The schedules of OPSBOT_SCHEDULES (or ./schedules.yml); {} when neither exists."""
+def load_schedules(
+    configured: str | None, cwd: Path | None = None, catch_up: str = "once"
+) -> dict[str, Schedule]:
+    """The schedules of OPSBOT_SCHEDULES (or ./schedules.yml); {} when neither exists.
+    `catch_up` is the policy of schedules that set none (OPSBOT_SCHEDULE_CATCH_UP)."""
     path = Path(configured) if configured else (cwd or Path.cwd()) / "schedules.yml"
     if not configured and not path.exists():
         return {}
@@ -130,10 +133,10 @@ def load_schedules(configured: str | None, cwd: Path | None = None) -> dict[str,
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScheduleInvalid([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    return parse_schedules(text, str(path))
+    return parse_schedules(text, str(path), catch_up)
 
 
-def parse_schedules(text: str, source: str) -> dict[str, Schedule]:
+def parse_schedules(text: str, source: str, catch_up: str = "once") -> dict[str, Schedule]:
     try:
         raw = json.loads(text) if source.endswith(".json") else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
@@ -149,7 +152,7 @@ def parse_schedules(text: str, source: str) -> dict[str, Schedule]:
     schedules: dict[str, Schedule] = {}
     problems: list[str] = []
     for i, body in enumerate(raw):
-        schedule = _parse_one(body, f"{source}: schedules[{i}]", problems)
+        schedule = _parse_one(body, f"{source}: schedules[{i}]", problems, catch_up)
         if schedule is not None and schedule.name in schedules:
             problems.append(f"{source}: schedules[{i}]: duplicate name {schedule.name!r}")
         elif schedule is not None:
@@ -159,7 +162,7 @@ def parse_schedules(text: str, source: str) -> dict[str, Schedule]:
     return schedules
 
 
-def _parse_one(body: Any, at: str, problems: list[str]) -> Schedule | None:
+def _parse_one(body: Any, at: str, problems: list[str], catch_up: str) -> Schedule | None:
     if not isinstance(body, dict):
         problems.append(f"{at}: expected a mapping")
         return None
@@ -184,7 +187,7 @@ def _parse_one(body: Any, at: str, problems: list[str]) -> Schedule | None:
     return Schedule(
         name=str(name), cron=cron, timezone=tz, workflow=body.get("workflow"),
         input=dict(body.get("input") or {}), action=body.get("action"), job=body.get("job"),
-        overlap=body.get("overlap", "skip"), catch_up=body.get("catch_up", "once"),
+        overlap=body.get("overlap", "skip"), catch_up=body.get("catch_up", catch_up),
         enabled=bool(body.get("enabled", True)),
     )  # fmt: skip
 

@@ -32,7 +32,7 @@ def build_scheduler(
     report_cron = settings.opsbot_report_cron if settings.opsbot_report_channel else None
     schedules = {
         **builtin_schedules(settings.opsbot_prune_cron, report_cron),
-        **load_schedules(settings.opsbot_schedules),
+        **load_schedules(settings.opsbot_schedules, catch_up=settings.opsbot_schedule_catch_up),
     }
     ctx = ops_ctx or OpsContext(store=store, settings=settings, queue=queue, clock=clock)
     return Scheduler(store, queue, settings, schedules, runner=runner,

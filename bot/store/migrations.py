@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 
 from bot.store.tables import CLAIM_INDEX_COLUMNS, RUN_ID_INDEX_WHERE, SCHEMA_VERSION
 
@@ -28,11 +28,19 @@ def _lean_indexes(conn: Connection) -> None:
     )
 
 
-# version produced -> step. Example for a future column:
-#   4: lambda conn: conn.execute(text("ALTER TABLE actions ADD COLUMN tenant VARCHAR")),
+def _run_callback_url(conn: Connection) -> None:
+    """workflow_runs.callback_url. The table may be newer than the stamp (create_all made it
+    with the column before this step runs), so add the column only when it is missing."""
+    columns = {column["name"] for column in inspect(conn).get_columns("workflow_runs")}
+    if "callback_url" not in columns:
+        conn.execute(text("ALTER TABLE workflow_runs ADD COLUMN callback_url VARCHAR"))
+
+
+# version produced -> step.
 STEPS: dict[int, Callable[[Connection], None]] = {
     2: _claim_index,
     3: _lean_indexes,
+    4: _run_callback_url,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The claim walks this index in run order (priority, then FIFO) and filters on due time inside
 # it; created by create_all on new files and by migration step 2 on version-1 files. It also
@@ -187,6 +187,7 @@ class WorkflowRunRow(SQLModel, table=True):
     rollback: str | None = None  # JSON: rolled_back, not_rolled_back, irreversible, errors
     rollback_generation: int = 0  # bumped by retry-rollback / forced rollback
     comment: str | None = None  # operator's note when resolving
+    callback_url: str | None = None  # told the outcome when the run finishes (bot.run_callbacks)
 
 
 class WorkflowPromotionRow(SQLModel, table=True):

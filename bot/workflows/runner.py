@@ -111,8 +111,10 @@ class WorkflowRunner(RunEngine):
         idempotency_key: str | None = None,
         actor: str = "api",
         source: str | None = None,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
-        """Start a run (or return the run that has this idempotency key, `duplicate: True`)."""
+        """Start a run (or return the run that has this idempotency key, `duplicate: True`).
+        `callback_url` is told the outcome when the run finishes (bot.run_callbacks)."""
         workflow = self._workflow(name)
         values = dict(inputs or {})
         missing = sorted(_required_inputs(workflow) - set(values))
@@ -129,6 +131,7 @@ class WorkflowRunner(RunEngine):
             "transactional": workflow.transactional, "input": _dumps(values),
             "idempotency_key": key, "requested_by": actor, "source": source, "created_at": now,
             "started_at": now, "deadline_at": now + workflow.timeout, "updated_at": now,
+            "callback_url": callback_url,
         }  # fmt: skip
 
         def create(conn: Any) -> tuple[str, bool]:

@@ -13,6 +13,7 @@ from bot.actions import ActionSpec, parse_action
 from bot.config import Settings
 from bot.queue import Outcome, Queue, QueueFull, depth_by_priority, stuck
 from bot.store.engine import Store
+from bot.store.tables import SCHEMA_VERSION
 from tests.conftest import FakeClock
 
 
@@ -458,7 +459,7 @@ async def test_migrate_version_2_file_in_place(settings: Settings, clock: FakeCl
     upgraded = Store(settings.opsbot_database_url)
     sql = "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='actions'"
     indexes: dict[str, str] = dict(upgraded.read_sync(lambda c: c.execute(text(sql)).all()))
-    assert upgraded.schema_version == 3
+    assert upgraded.schema_version == SCHEMA_VERSION
     assert "ix_actions_status" not in indexes
     assert "WHERE run_id IS NOT NULL" in indexes["ix_actions_run_id"]
     queue = Queue(upgraded, settings, clock=clock)
@@ -533,3 +534,21 @@ def test_hot_statements_compile_for_postgresql() -> None:
     assert received.from_tuple((1.0, "act_1", "queued", "api"))["entity_id"] == "act_1"
     due = bot.queue_claim._DUE_ANY._for(dialect).sql
     assert "ORDER BY actions.priority_rank, actions.seq" in due and "LIMIT %(limit)s" in due
+
+
+def test_migrate_version_3_file_gets_the_run_callback_column(settings: Settings) -> None:
+    store = Store(settings.opsbot_database_url)
+
+    def as_version_3(c: Any) -> None:
+        c.execute(text("ALTER TABLE workflow_runs DROP COLUMN callback_url"))
+        c.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+
+    store.write_sync(as_version_3)
+    store.close()
+    upgraded = Store(settings.opsbot_database_url)
+    columns = upgraded.read_sync(
+        lambda c: [row[1] for row in c.execute(text("PRAGMA table_info(workflow_runs)"))]
+    )
+    assert upgraded.schema_version == SCHEMA_VERSION == 4
+    assert "callback_url" in columns
+    upgraded.close()

@@ -325,3 +325,31 @@ async def test_the_runtime_runs_the_scheduler_service_and_holds_the_run_lock(
         with pytest.raises(OpsError, match="opsbot is running"):
             restore(settings, snap)
     assert service.scheduler._aps is None  # stopped with the runtime
+
+
+async def test_schedules_without_catch_up_follow_the_setting(
+    settings: Settings, clock: FakeClock, bots: list[Bot], tmp_path: Path
+) -> None:
+    path = tmp_path / "schedules.yml"
+    path.write_text(
+        "- {name: quiet, schedule: hourly, action: {type: echo}}\n"
+        "- {name: loud, schedule: hourly, action: {type: echo}, catch_up: all}\n"
+    )
+    bot = await _bot(bots, settings, clock)
+    default = build_scheduler(
+        bot.store, bot.queue, settings.model_copy(update={"opsbot_schedules": str(path)})
+    )
+    assert default.schedules["quiet"].catch_up == "once"  # the default: run once
+    skipping = settings.model_copy(
+        update={"opsbot_schedules": str(path), "opsbot_schedule_catch_up": "skip"}
+    )
+    chosen = build_scheduler(bot.store, bot.queue, skipping)
+    assert chosen.schedules["quiet"].catch_up == "skip"
+    assert chosen.schedules["loud"].catch_up == "all"  # a schedule's own word wins
+    await bot.close()
+
+
+def test_a_bad_catch_up_setting_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="opsbot_schedule_catch_up") as caught:
+        Settings(_env_file=None, opsbot_schedule_catch_up="sometimes")  # type: ignore[call-arg, arg-type]
+    assert "once" in str(caught.value)

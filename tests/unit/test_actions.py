@@ -96,3 +96,13 @@ def test_list_with_one_bad_item_names_its_index() -> None:
 def test_valid_list() -> None:
     specs = parse_actions([{"type": "echo"}, {"type": "log_action"}])
     assert [s.platform for s in specs] == ["echo", "sheets"]
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com/done", "example.com/done", "http://", "http://["]
+)
+def test_callback_url_must_be_an_http_url(url: str) -> None:
+    with pytest.raises(ActionInvalid) as caught:
+        parse_action({"type": "echo", "data": {}, "callback_url": url})
+    assert "callback_url" in str(caught.value) and "http:// or https://" in str(caught.value)
+    assert parse_action({"type": "echo", "callback_url": "https://agent.example/done?t=1"})
