@@ -1,9 +1,8 @@
 """Trello executor on py-trello (sync), run in a small thread pool so the event loop never blocks.
 
-py-trello hard-codes https://api.trello.com/1/ and sends requests without a timeout. Its
-`http_service` is a requests.Session whose adapter (1) waits on the platform throttle before
-every request, (2) rewrites the API root to TRELLO_API_URL, (3) sets the timeout and (4) turns
-non-200 answers into the shared errors while the status and Retry-After header are still at hand.
+py-trello hard-codes https://api.trello.com/1/ and sends requests without a timeout: its
+`http_service` is a requests.Session with our adapter (executors.trello_transport), which
+throttles, redirects, time-boxes and classifies every request.
 """
 
 from __future__ import annotations
@@ -17,13 +16,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from trello import Board, Card, Label, List, TrelloClient
 
 from bot.config import Settings
 from executors.base import (
     JSON,
-    Answered,
     CheckResult,
     ExecutorError,
     NotReversible,
@@ -31,49 +28,18 @@ from executors.base import (
     PermanentError,
     PlatformDisabled,
     Throttle,
-    answered_by,
     blocking_throttle,
     require,
     run_blocking,
 )
-from executors.http_errors import connection_error, error_for_status, timeout_error
+from executors.http_errors import connection_error, timeout_error
+from executors.trello_transport import PRODUCTION, TrelloAdapter
 
 PLATFORM = "trello"
-PRODUCTION = "https://api.trello.com/"
 DEFAULT_TIMEOUT = 8.0  # seconds (seed: config/executors.json, trello.timeout)
 _CARD_FIELDS = {"name": "name", "desc": "desc", "description": "desc", "due": "due",
                 "due_complete": "dueComplete", "pos": "pos", "list_id": "idList"}  # fmt: skip
 T = TypeVar("T")
-
-
-class _Adapter(HTTPAdapter):
-    """Throttle, redirect, time-box and classify every request py-trello sends."""
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__()
-        self.base_url = base_url.rstrip("/") + "/"
-        self.timeout = timeout
-        self.wait: Callable[[], Answered] | None = None  # set once the event loop is known
-
-    def send(  # type: ignore[override]
-        self, request: requests.PreparedRequest, **kwargs: Any
-    ) -> requests.Response:
-        url = str(request.url)
-        if url.startswith(PRODUCTION):
-            request.url = self.base_url + url[len(PRODUCTION) :]
-        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
-        answered = self.wait() if self.wait is not None else None
-        try:
-            response = super().send(request, **kwargs)
-        finally:
-            answered_by(answered)
-        if response.status_code != 200:
-            # The body is Trello's short error text; the URL (with key and token) is left out.
-            text = response.text[:200].strip()
-            raise error_for_status(
-                response.status_code, text, platform=PLATFORM, headers=response.headers
-            )
-        return response
 
 
 class TrelloExecutor:
@@ -93,7 +59,7 @@ class TrelloExecutor:
     ) -> None:
         self._throttle, self._timeout = throttle, timeout
         self._board_id, self._default_list = board_id, default_list_id
-        self._adapter = _Adapter(base_url, timeout)
+        self._adapter = TrelloAdapter(base_url, timeout)
         session = requests.Session()
         session.mount(PRODUCTION, self._adapter)
         if urlsplit(base_url).hostname in ("127.0.0.1", "localhost"):
