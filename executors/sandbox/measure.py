@@ -4,11 +4,34 @@ the sliding-window limit it enforces. Used by `executors.sandbox.standin.StandIn
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 FAULT_KINDS = {"503": 503, "429": 429, "401": 401, "slow": None}
+# What a long sandbox run keeps in memory: the newest records only. Well above one benchmark
+# run (300-600 requests per platform, every arrival time needed).
+KEPT = 10_000
+KEPT_PATHS = 1_000  # per-path arrival times: paths with ids in them are many
+T = TypeVar("T")
+
+
+class Recent(list[T]):
+    """A list that keeps its newest `maxlen` items: an append past the bound drops the oldest.
+    Still a list for its readers (len, [-1], slices, == [])."""
+
+    def __init__(self, maxlen: int = KEPT, items: Iterable[T] = ()) -> None:
+        super().__init__(items)
+        self.maxlen = maxlen
+        self._trim()
+
+    def append(self, item: T) -> None:
+        super().append(item)
+        self._trim()
+
+    def _trim(self) -> None:
+        if len(self) > self.maxlen:
+            del self[: len(self) - self.maxlen]
 
 
 @dataclass
@@ -75,13 +98,26 @@ class Recorded:
 
 @dataclass
 class Stats:
-    """What the stand-in saw: every request, per-path times, answers by status, 429s sent."""
+    """What the stand-in saw: the newest KEPT requests, per-path times (the newest KEPT of
+    each of the KEPT_PATHS latest paths), answers by status, 429s sent, requests in all."""
 
-    requests: list[Recorded] = field(default_factory=list)
+    requests: list[Recorded] = field(default_factory=Recent)
     times: dict[str, list[float]] = field(default_factory=dict)
     statuses: dict[int, int] = field(default_factory=dict)
     rate_limited: int = 0  # 429s answered by the enforced limit (not injected faults)
-    served: list[float] = field(default_factory=list)  # arrival times of answers below 400
+    served: list[float] = field(default_factory=Recent)  # arrival times of answers below 400
+    received: int = 0  # every request since the start (`requests` keeps the newest only)
+
+    def record(self, request: Recorded) -> None:
+        self.received += 1
+        self.requests.append(request)
+        stamps = self.times.pop(request.path, None)  # re-inserted: the newest path goes last
+        if stamps is None:
+            stamps = Recent()
+            while len(self.times) >= KEPT_PATHS:
+                del self.times[next(iter(self.times))]
+        stamps.append(request.at)
+        self.times[request.path] = stamps
 
     def per_second(self, path_prefix: str = "") -> dict[int, int]:
         """Requests per whole second (epoch seconds -> count), for rate graphs and benchmarks."""
@@ -112,7 +148,7 @@ class Stats:
     def summary(self) -> dict[str, Any]:
         busiest = max(self.per_second().values(), default=0)
         return {
-            "requests": len(self.requests),
+            "requests": self.received,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "rate_limited": self.rate_limited,
             "busiest_second": busiest,

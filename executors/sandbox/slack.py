@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from executors.sandbox import slack_socket as envelopes
+from executors.sandbox.measure import Recent
 from executors.sandbox.slack_socket import TEAM_ID, SocketModeServer
 from executors.sandbox.standin import StandIn, retry_headers
 
@@ -29,6 +30,7 @@ Call = JSON  # {"method": str, "params": dict, "at": float}
 BOT_TOKEN = "xoxb-sandbox-bot-token"
 APP_TOKEN = "xapp-sandbox-app-token"
 BOT_USER_ID = "U0OPSBOT"
+MESSAGES_KEPT = 1_000  # per channel, in memory and in the state file; older ones are dropped
 DEFAULT_CHANNELS = ("approvals", "errors", "operations", "general")
 DEFAULT_USERS = {"U0ALICE": "alice", "U0BOB": "bob", "U0CAROL": "carol"}
 _STATUS_ERRORS = {401: "invalid_auth", 429: "ratelimited", 503: "service_unavailable"}
@@ -62,7 +64,7 @@ class SlackStandIn(StandIn):
     ) -> None:
         super().__init__(rate_limit=rate_limit, state_file=state_file, port=port)
         self.bot_token, self.app_token = bot_token, app_token
-        self.calls: list[Call] = []
+        self.calls: list[Call] = Recent()  # the newest KEPT calls
         self.socket = SocketModeServer(self._changed_now, self.wait_for)
         self._changed = asyncio.Event()
         self._call_listeners: list[Callable[[Call], None]] = []
@@ -259,6 +261,7 @@ class SlackStandIn(StandIn):
         if message["thread_ts"]:
             self._message(channel, message["thread_ts"])
         channel["messages"].append(message)
+        del channel["messages"][:-MESSAGES_KEPT]  # a long sandbox run: the file stays small
         return {"channel": channel["id"], "ts": message["ts"], "message": message}
 
     def m_chat_update(self, p: JSON) -> JSON:

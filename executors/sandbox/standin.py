@@ -188,8 +188,7 @@ class StandIn:
                 body = text
         query = {k: ("***" if k in _REDACTED_PARAMS else v) for k, v in request.query.items()}
         now = time.time()
-        self.stats.requests.append(Recorded(request.method, request.path, query, body, now))
-        self.stats.times.setdefault(request.path, []).append(now)
+        self.stats.record(Recorded(request.method, request.path, query, body, now))
         return now
 
     # -- admin routes ------------------------------------------------------------------------
