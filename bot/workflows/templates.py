@@ -133,7 +133,8 @@ def render(value: Any, context: dict[str, Any]) -> Any:
 
 def _render_str(value: str, context: dict[str, Any]) -> Any:
     whole = _TAG.fullmatch(value.strip())
-    if whole is not None:
+    # One tag only: "{{ a }} and {{ b }}" also fullmatches, its group spanning "}} and {{".
+    if whole is not None and "{{" not in whole.group(1):
         return resolve(parse_ref(whole.group(1)), context)
 
     def one(match: re.Match[str]) -> str:

@@ -88,3 +88,10 @@ def test_refs_in_reports_locations_and_syntax_errors() -> None:
     assert isinstance(found[0][1], Ref) and found[0][1].root == "input"
     assert isinstance(found[1][1], Ref) and found[1][1].step == "s"
     assert isinstance(found[2][1], TemplateError)
+
+
+def test_a_string_opening_and_closing_with_tags_keeps_its_text_between() -> None:
+    context = {"input": {"priority": "urgent", "title": "Login fails"}, "steps": {}, "run": {}}
+    text = "{{ input.priority }} bug '{{ input.title }}'{{ input.priority }}"
+    assert render(text, context) == "urgent bug 'Login fails'urgent"
+    assert render("{{ input.title }}", context) == "Login fails"
