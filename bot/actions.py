@@ -103,6 +103,9 @@ class ActionSpec:
     notify: bool = False
     callback_url: str | None = None
     approval_reason: str | None = None  # set by bot.approval_rules, never by producers
+    # A workflow step's retry override (1 + its max_retries), stored by the submit itself so no
+    # worker can claim the step with the default budget; never set by producers.
+    max_attempts: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,6 +177,7 @@ def parse_action(raw: Any, index: int | None = None) -> ActionSpec:
         not_before=not_before,
         requires_approval=flags["requires_approval"],
         notify=flags["notify"],
+        max_attempts=None,  # producers never choose the retry budget (workflow steps do)
         **strings,
     )
 

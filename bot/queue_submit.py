@@ -91,7 +91,8 @@ def submit_tx(
 
 
 class _Shape:
-    """What the actions of one type, priority and approval decision share in one submit."""
+    """What the actions of one type, priority, approval decision and retry budget share in one
+    submit."""
 
     def __init__(self, dialect: Dialect, spec: ActionSpec, bound: tuple[Any, ...]) -> None:
         # bot.approval_rules has already decided (Queue.submit): the spec says it all.
@@ -110,7 +111,8 @@ class _Shape:
             0,
             False,
         )
-        max_attempts, now, run_id, step_name = bound
+        default_attempts, now, run_id, step_name = bound
+        max_attempts = spec.max_attempts if spec.max_attempts is not None else default_attempts
         queued_at = now if status is Status.QUEUED else None
         self.bound = (max_attempts, now, queued_at, run_id, step_name)  # as _BOUND_KEYS
         self.insert = _insert_for(dialect, constants)
@@ -153,8 +155,8 @@ class _Shapes:
     ) -> None:
         self._dialect = dialect
         self._bound = (max_attempts, now, run_id, step_name)
-        self._all: dict[tuple[str, Any, bool, str | None], _Shape] = {}
-        self._last: tuple[str, Any, bool, str | None, _Shape] | None = None
+        self._all: dict[tuple[str, Any, bool, str | None, int | None], _Shape] = {}
+        self._last: tuple[str, Any, bool, str | None, int | None, _Shape] | None = None
 
     def of(self, spec: ActionSpec) -> _Shape:
         last = self._last
@@ -164,9 +166,13 @@ class _Shapes:
             and spec.priority is last[1]
             and spec.requires_approval is last[2]
             and spec.approval_reason == last[3]
+            and spec.max_attempts == last[4]
         ):
-            return last[4]
-        key = (spec.type, spec.priority, spec.requires_approval, spec.approval_reason)
+            return last[5]
+        key = (
+            spec.type, spec.priority, spec.requires_approval, spec.approval_reason,
+            spec.max_attempts,
+        )  # fmt: skip
         shape = self._all.get(key)
         if shape is None:
             shape = self._all[key] = _Shape(self._dialect, spec, self._bound)

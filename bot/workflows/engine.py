@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
+from dataclasses import replace
 from typing import Any
 
 from bot.actions import ActionInvalid, parse_action
@@ -125,15 +125,11 @@ class RunEngine:
             except (TemplateError, ActionInvalid) as exc:
                 skipped[step.name] = f"not submitted: {exc}"
                 continue
+            if step.retry is not None:  # stored by the same insert: no window with the default
+                spec = replace(spec, max_attempts=1 + step.retry.max_retries)
             [result] = await self.queue.submit(
                 [spec], actor=f"workflow:{run['name']}", run_id=run["id"], step_name=step.name
             )
-            if step.retry is not None and not result.duplicate:
-                await self.store.write(
-                    partial(
-                        j.set_max_attempts, ids=[result.id], max_attempts=1 + step.retry.max_retries
-                    )
-                )
             again = again or result.duplicate
         if skipped != run["skipped"]:
             await self.store.write(lambda c: j.save_skipped(c, run["id"], skipped, self.clock()))

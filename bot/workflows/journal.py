@@ -181,11 +181,6 @@ def save_skipped(conn: Connection, run_id: str, skipped: dict[str, str], now: fl
     )
 
 
-def set_max_attempts(conn: Connection, *, ids: list[str], max_attempts: int) -> None:
-    """A step's retry override (the queue's submit has no per-action retry budget)."""
-    conn.execute(update(ACTIONS).where(ACTIONS.c.id.in_(ids)).values(max_attempts=max_attempts))
-
-
 def cancel_waiting(conn: Connection, run_id: str, now: float, reason: str) -> list[str]:
     """Cancel the run's step actions that have not started (queued, retry wait, approval)."""
     waiting = (Status.QUEUED.value, Status.AWAITING_APPROVAL.value)

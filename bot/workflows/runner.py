@@ -32,8 +32,6 @@ from bot.workflows.versions import register
 log = logging.getLogger(__name__)
 
 FINAL = (j.SUCCEEDED, j.FAILED, j.TIMED_OUT, j.ROLLED_BACK, j.ROLLBACK_FAILED, j.RESOLVED)
-_TIMED_OUT = "timed out after"
-_MAX_PASSES = 50  # re-reads per advance when a pass changed something (bounded, never a spin)
 
 
 class RunNotFound(KeyError):
