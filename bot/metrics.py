@@ -1,9 +1,12 @@
 """Prometheus metrics: one CollectorRegistry per runtime (tests never collide).
 
-Two kinds of numbers:
-- events counted in this process (attempts, retries, fallbacks, 429s, rate-limit waits,
-  approvals decided, workflow runs): the worker, flow control and approval code call the small
-  methods of `Metrics`; `bind_queue` counts final outcomes from the queue's outcome bus;
+Three kinds of numbers:
+- the work of EVERY process sharing the database (actions by outcome, attempts and their
+  durations, retries, fallbacks, 429s, dead letters): counted at scrape time from the attempts
+  and audit rows written since the previous scrape (bot.metrics_ledger), so the workers of an
+  `opsbot worker` process show on the one /metrics of `opsbot run`, with no port of their own;
+- events counted in this process (approval decision times from the queue's decisions bus,
+  workflow runs, callbacks, alerts) and the live rate limiters (`LimiterCollector`);
 - state read from the store at scrape time (queue depth per priority, oldest wait, approvals
   pending, breaker state per platform): `StoreCollector`. The scrape runs in a thread
   (`render` is sync, the web handler calls it through `asyncio.to_thread`), never on the loop.
@@ -22,6 +25,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, text
 
+from bot.metrics_ledger import Ledger
 from bot.routing import Priority
 from bot.store.engine import Store
 
@@ -70,12 +74,6 @@ class Metrics:
         self.dead_letters = Counter(
             "opsbot_dead_letters", "Actions dead-lettered", ["platform"], registry=r
         )
-        self.rate_limit_wait = Counter(
-            "opsbot_rate_limit_wait_seconds",
-            "Time spent waiting for the rate limiter",
-            ["platform"],
-            registry=r,
-        )
         self.rate_limited = Counter(
             "opsbot_rate_limited_responses",
             "HTTP 429 (or equivalent) answers from a platform",
@@ -96,6 +94,7 @@ class Metrics:
             "opsbot_callbacks", "Outcome callbacks delivered or given up", ["outcome"], registry=r
         )
         self.alerts = Counter("opsbot_alerts", "Operator alerts by event", ["event"], registry=r)
+        self.ledger: Ledger | None = None  # set by add_store_collector
 
     # -- helpers for the worker, flow control, approvals and workflows -------------------------
 
@@ -104,21 +103,17 @@ class Metrics:
         self.attempts.labels(platform, type_, outcome).inc()
         self.attempt_seconds.labels(platform, type_).observe(max(0.0, seconds))
 
-    def observe_action(self, platform: str, type_: str, outcome: str) -> None:
-        """An action reached a final status (succeeded, dead_lettered, rejected, ...)."""
-        self.actions.labels(platform, type_, outcome).inc()
+    def observe_action(self, platform: str, type_: str, outcome: str, n: int = 1) -> None:
+        """Actions reached a final status (succeeded, dead_lettered, rejected, ...)."""
+        self.actions.labels(platform, type_, outcome).inc(n)
         if outcome == "dead_lettered":
-            self.dead_letters.labels(platform).inc()
+            self.dead_letters.labels(platform).inc(n)
 
-    def observe_retry(self, platform: str) -> None:
-        self.retries.labels(platform).inc()
+    def observe_retry(self, platform: str, n: int = 1) -> None:
+        self.retries.labels(platform).inc(n)
 
-    def observe_fallback(self, platform: str, to_platform: str) -> None:
-        self.fallbacks.labels(platform, to_platform).inc()
-
-    def observe_rate_limit_wait(self, platform: str, seconds: float) -> None:
-        if seconds > 0:
-            self.rate_limit_wait.labels(platform).inc(seconds)
+    def observe_fallback(self, platform: str, to_platform: str, n: int = 1) -> None:
+        self.fallbacks.labels(platform, to_platform).inc(n)
 
     def observe_429(self, platform: str) -> None:
         self.rate_limited.labels(platform).inc()
@@ -133,35 +128,10 @@ class Metrics:
     # -- wiring --------------------------------------------------------------------------------
 
     def bind_queue(self, queue: Any) -> Callable[[], None]:
-        """Count final outcomes and retries from `queue.subscribe`, approval decision times
-        from `queue.subscribe_decisions`. Returns the unsubscribe."""
-        undo = [queue.subscribe(self.on_outcome), queue.subscribe_decisions(self.on_decision)]
-
-        def unsubscribe() -> None:
-            for one in undo:
-                one()
-
-        return unsubscribe
-
-    def on_outcome(self, view: dict[str, Any]) -> None:
-        status = str(view.get("status", ""))
-        platform = str(view.get("platform") or "unknown")  # expiry views are slim
-        type_ = str(view.get("type") or "unknown")
-        retry = is_retry(view)
-        if (retry or view.get("event") == "final") and view.get("run_ms") is not None:
-            # A recorded attempt: the queue's view carries its duration and error kind.
-            outcome = "succeeded" if status == "succeeded" else view.get("error_kind") or "failed"
-            served = str(view.get("served_by") or platform)
-            self.observe_attempt(served, type_, str(outcome), float(view["run_ms"]) / 1000.0)
-            if outcome == "RateLimited":
-                self.observe_429(served)
-        if retry:
-            self.observe_retry(platform)
-        elif status in ("succeeded", "dead_lettered", "rejected", "expired", "cancelled"):
-            self.observe_action(platform, type_, status)
-            served_by = view.get("served_by")
-            if view.get("fallback_used") and served_by:
-                self.observe_fallback(platform, str(served_by))
+        """Approval decision times from `queue.subscribe_decisions`; returns the unsubscribe.
+        Outcomes are not counted from the bus but from the store (bot.metrics_ledger), so the
+        work of every process shows here."""
+        return queue.subscribe_decisions(self.on_decision)  # type: ignore[no-any-return]
 
     def on_decision(self, view: dict[str, Any]) -> None:
         """From `queue.subscribe_decisions` (every door: Slack, CLI, HTTP, the expiry): an
@@ -178,14 +148,23 @@ class Metrics:
             self.observe_decision(decision, float(decided) - float(created))
 
     def add_store_collector(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        """State gauges read at scrape time, and the attempt/outcome counters of every process
+        (bot.metrics_ledger). Reads the store once: call it from a thread in a running loop."""
         self.registry.register(StoreCollector(store, clock))
+        self.ledger = Ledger(store, self)
 
     def add_limiter_collector(self, limiters: Any) -> None:
-        """Rate-limit grants, waits and penalty blocks per platform from the live limiters."""
+        """Rate-limit grants, waits (count and seconds) and penalty blocks per platform, read
+        from the live limiters at scrape time."""
         self.registry.register(LimiterCollector(limiters))
 
     def render(self) -> bytes:
         """The exposition text. Sync and may read the store: call it from a thread."""
+        if self.ledger is not None:
+            try:
+                self.ledger.catch_up()
+            except Exception:  # a scrape must answer even when the database is unwell
+                log.warning("metrics: reading attempts and outcomes failed", exc_info=True)
         return generate_latest(self.registry)
 
 
@@ -252,16 +231,20 @@ class LimiterCollector(Collector):
             "Requests that had to wait for the limiter",
             labels=["platform"],
         )
+        waited_seconds = CounterMetricFamily(
+            "opsbot_rate_limit_wait_seconds",
+            "Time spent waiting for the rate limiter",
+            labels=["platform"],
+        )
         blocked = GaugeMetricFamily(
             "opsbot_rate_limit_blocked_seconds", "Remaining pause after a 429", labels=["platform"]
         )
         for platform, stats in self.limiters.stats().items():
             granted.add_metric([platform], stats.granted)
             waited.add_metric([platform], stats.waited)
+            waited_seconds.add_metric([platform], stats.waited_seconds)
             blocked.add_metric([platform], stats.blocked_for)
-        yield granted
-        yield waited
-        yield blocked
+        yield from (granted, waited, waited_seconds, blocked)
 
 
 def store_snapshot(conn: Connection, now: float) -> dict[str, Any]:

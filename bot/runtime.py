@@ -157,12 +157,18 @@ class Runtime:
                 loop.remove_signal_handler(sig)
 
 
-
 def run_worker(settings: Settings, drain: bool = False) -> int:
-    """`opsbot worker [--drain]`: run the workers alone; with drain, exit once nothing is left."""
+    """`opsbot worker [--drain]`: run the workers alone; with drain, exit once nothing is left.
+
+    A worker-only process holds the run lock (so `opsbot restore` refuses while it runs) and
+    carries the operator surface minus the front doors: the per-attempt log line, the alerts
+    (ALERT_CHANNELS; Slack #errors over the Web API when SLACK_BOT_TOKEN is set), the periodic
+    health checks and the outcome callbacks. No HTTP server and no Socket Mode: its counters show
+    on the /metrics of `opsbot run`, read from the store (bot.metrics_ledger)."""
 
     async def main() -> int:
         runtime = Runtime(settings)
+        attach_worker_surface(runtime)
         async with runtime:
             if not drain:
                 await runtime.run_forever()
@@ -177,6 +183,17 @@ def run_worker(settings: Settings, drain: bool = False) -> int:
         return 0
 
     return asyncio.run(main())
+
+
+def attach_worker_surface(runtime: Runtime) -> None:
+    """The run lock first (taken before anything else starts), the headless surface last."""
+    from bot.backup import RunLock
+    from bot.slack_alert_post import slack_alert_post
+    from bot.surface import Surface
+
+    runtime.services.insert(0, RunLock(runtime.settings))
+    post = slack_alert_post(runtime.settings)
+    runtime.services.append(Surface(runtime, slack_post=post, serve_http=False))
 
 
 def run_all(settings: Settings) -> int:

@@ -9,7 +9,9 @@ after the runtime has built its store, queue, executors, breakers and pool, and 
   poster when the Slack app provides one;
 - Health with the live executors' checks every OPSBOT_HEALTH_INTERVAL seconds;
 - CallbackDispatcher for actions with a callback_url;
-- the HTTP API on OPSBOT_HTTP_PORT.
+- the HTTP API on OPSBOT_HTTP_PORT (`serve_http=False` for `opsbot worker`: a worker-only
+  process logs, alerts, checks and calls back like `opsbot run`, and its counters show on the
+  /metrics of the process that serves HTTP, read from the store: bot.metrics_ledger).
 `stop()` undoes it in reverse order; every task it created is cancelled and awaited.
 """
 
@@ -42,8 +44,10 @@ class Surface:
         runner: Any = None,
         host: str = "0.0.0.0",
         port: int | None = None,
+        serve_http: bool = True,
     ) -> None:
         self.runtime = runtime
+        self.serve_http = serve_http
         self.slack_post = slack_post
         self.runner = runner
         self.host = host
@@ -65,7 +69,8 @@ class Surface:
 
     async def _start(self) -> None:
         rt, settings, clock = self.runtime, self.runtime.settings, self.runtime.clock
-        self.metrics.add_store_collector(rt.store, clock)
+        if self.serve_http:  # the scraped process reads every process's work from the store
+            await asyncio.to_thread(self.metrics.add_store_collector, rt.store, clock)
         self._unsubscribe.append(self.metrics.bind_queue(rt.queue))
         self._unsubscribe.append(rt.queue.subscribe(log_attempt_view))
         if getattr(rt, "limiters", None) is not None:
@@ -89,6 +94,12 @@ class Surface:
             rt.queue, secret.get_secret_value() if secret else None, metrics=self.metrics
         )
         self.callbacks.start()
+        if self.serve_http:
+            await self._start_web()
+
+    async def _start_web(self) -> None:
+        rt, settings = self.runtime, self.runtime.settings
+        assert self.health is not None
         ops_ctx = rt.ops_context()
         limiters = getattr(rt, "limiters", None)
         deps = WebDeps(

@@ -50,6 +50,7 @@ class LimiterStats:
     waited: int
     in_window: int
     blocked_for: float
+    waited_seconds: float = 0.0  # cumulative seconds from asking to grant (lock queue + sleeps)
 
 
 class _Slot:
@@ -89,6 +90,7 @@ class SlidingWindowLimiter:
         self._lock = asyncio.Lock()
         self._granted = 0
         self._waited = 0
+        self._waited_seconds = 0.0
 
     def try_acquire(self, now: float) -> float:
         """Grant now and return 0, or return the seconds to wait before trying again."""
@@ -123,13 +125,17 @@ class SlidingWindowLimiter:
     async def acquire(self) -> Answered:
         """Wait for a grant; call the returned function once the platform has answered (or the
         request failed). Fair (first come, first served) and safe to cancel."""
-        async with self._lock:
-            wait, slot = self._try_grant(self._clock())
-            if wait > 0:
-                self._waited += 1
-            while slot is None:
-                await self._sleep(wait)
+        started = self._clock()
+        try:
+            async with self._lock:
                 wait, slot = self._try_grant(self._clock())
+                if wait > 0:
+                    self._waited += 1
+                while slot is None:
+                    await self._sleep(wait)
+                    wait, slot = self._try_grant(self._clock())
+        finally:  # in line behind others, then asleep; a cancelled waiter's time counts too
+            self._waited_seconds += max(0.0, self._clock() - started)
         return partial(self._answered, slot)
 
     def _answered(self, slot: _Slot) -> None:
@@ -149,6 +155,7 @@ class SlidingWindowLimiter:
             self._waited,
             in_window,
             max(0.0, self._blocked_until - now),
+            self._waited_seconds,
         )
 
 
