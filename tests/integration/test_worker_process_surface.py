@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -72,11 +71,10 @@ def statuses(db: Path, ids: list[str]) -> dict[str, str]:
         return dict(rows.fetchall())
 
 
-async def until(condition: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.05)
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110 - another process writes what we poll
+            await asyncio.sleep(0.05)
 
 
 async def test_worker_process_holds_the_run_lock_logs_attempts_alerts_and_is_measured(
@@ -92,9 +90,9 @@ async def test_worker_process_holds_the_run_lock_logs_attempts_alerts_and_is_mea
     store = Store(settings.opsbot_database_url)  # the process serving /metrics, say `opsbot run`
     metrics = Metrics()
     metrics.add_store_collector(store)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "worker"], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "worker", env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         final = {"succeeded", "dead_lettered"}
@@ -103,7 +101,8 @@ async def test_worker_process_holds_the_run_lock_logs_attempts_alerts_and_is_mea
             restore(settings, snapshot)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    stderr = err.decode()
     assert proc.returncode == 0, stderr
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     attempts = {line["actionId"]: line for line in lines if line["logger"] == "opsbot.attempts"}
