@@ -2,6 +2,9 @@
 
 Platform checks (each executor's cheap `check()`) run every OPSBOT_HEALTH_INTERVAL seconds in the
 background and are cached, so a probe from a load balancer never waits for five platforms. The
+latest result per platform is also kept in the store (bot.health_store), so other processes and
+doors see it; a snapshot takes the newer of its own and the stored check per platform, and only
+checks younger than 3 intervals (at least 15 minutes) judge the overall status. The
 store-backed part (database reachable, queue depth, breakers, pauses) is read at request time in
 a reader thread.
 
@@ -24,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from bot.health_store import load_checks, save_checks
 from bot.store.engine import Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 Checks = Callable[[], Awaitable[list[dict[str, Any]]]]
 AuthListener = Callable[[str, str], Awaitable[None]]  # (platform, detail)
 QUEUE_DEGRADED = 100
+STALE_MIN = 900.0
 
 
 class Health:
@@ -58,7 +63,12 @@ class Health:
         if self.checks is None:
             return self.platforms
         now = self.clock()
-        for result in await self.checks():
+        results = await self.checks()
+        try:
+            await self.store.write(lambda conn: save_checks(conn, results, now, "health"))
+        except Exception:  # the checks still feed this process's /health and alerts
+            log.warning("health: saving the platform checks failed", exc_info=True)
+        for result in results:
             self.platforms[result["platform"]] = {**result, "checked_at": now}
             detail = str(result.get("detail") or "")
             if self._is_auth_failure(result) and self.on_auth_failure is not None:
@@ -74,8 +84,9 @@ class Health:
 
     async def snapshot(self) -> dict[str, Any]:
         """The /health document."""
+        now = self.clock()
         try:
-            state = await self.store.read(_store_state)
+            state = await self.store.read(lambda conn: _store_state(conn, now))
         except Exception as exc:
             log.warning("health: database unreadable: %s", exc)
             return {
@@ -83,17 +94,33 @@ class Health:
                 "database": {"ok": False, "detail": type(exc).__name__},
                 "platforms": self.platforms,
             }
-        status, reasons = _judge(state, self.platforms)
+        platforms = self._latest(state["checks"])
+        fresh = {p: r for p, r in platforms.items() if now - r["checked_at"] <= self.stale_after}
+        status, reasons = _judge(state, fresh)
         return {
             "status": status,
             "reasons": reasons,
-            "checked_at": self.clock(),
+            "checked_at": now,
             "database": {"ok": True},
             "queue": {"queued": state["queued"], "running": state["running"]},
             "circuits": state["circuits"],
             "paused": state["paused"],
-            "platforms": self.platforms,
+            "platforms": platforms,
         }
+
+    def _latest(self, stored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """This process's checks and the stored ones (any process, `opsbot check`): the newer
+        of the two per platform."""
+        latest = {row["platform"]: row for row in stored}
+        for platform, result in self.platforms.items():
+            if result["checked_at"] >= latest.get(platform, {}).get("checked_at", float("-inf")):
+                latest[platform] = result
+        return latest
+
+    @property
+    def stale_after(self) -> float:
+        """A check older than this no longer judges health (its process may be gone)."""
+        return max(STALE_MIN, 3 * self.interval)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._periodic(), name="health-checks")
@@ -114,7 +141,7 @@ class Health:
             await asyncio.sleep(self.interval)
 
 
-def _store_state(conn: Connection) -> dict[str, Any]:
+def _store_state(conn: Connection, now: float) -> dict[str, Any]:
     counts: dict[str, int] = dict(
         conn.execute(
             text(
@@ -132,6 +159,7 @@ def _store_state(conn: Connection) -> dict[str, Any]:
         "running": int(counts.get("running", 0)),
         "circuits": circuits,
         "paused": paused,
+        "checks": load_checks(conn, now),
     }
 
 

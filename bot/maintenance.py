@@ -4,7 +4,8 @@
 default 90), finished actions with their attempts, the success-rate history
 (OPSBOT_HISTORY_RETENTION_DAYS, default 30) and resolved alerts as old. Dead letters keep their
 own expiry (OPSBOT_DLQ_TTL_DAYS) and workflow step actions are kept while their run is kept, so
-`opsbot workflow status` never loses steps. `report` gathers health, the 24 h success rate,
+`opsbot workflow status` never loses steps. `report` gathers health (judged on the platform
+checks kept in the store by the running processes and `opsbot check`), the 24 h success rate,
 queue depth, breakers, the 24 h errors and the database's disk use; `post_report` sends its text
 through a callable the runtime passes (the Slack poster). Both run as scheduler jobs
 (`maintenance-prune`, `maintenance-report`) and from the CLI.
@@ -74,17 +75,25 @@ def _chunks(ids: list[str]) -> Iterator[list[str]]:
 async def report(ctx: OpsContext) -> dict[str, Any]:
     """The daily maintenance report as data (`opsbot report --json`)."""
     now = ctx.clock()
-    health = await Health(ctx.store, clock=ctx.clock).snapshot()
+    interval = ctx.settings.opsbot_health_interval
+    health = await Health(ctx.store, interval=interval, clock=ctx.clock).snapshot()
     day = await ctx.store.read(lambda c: _last_day(c, now))
     return {
         "at": now,
         "health": {"status": health["status"], "reasons": health.get("reasons", [])},
+        "checks": _checks(health.get("platforms") or {}, now),
         "success_rate_24h": day["rate"],
         "queue": await ops.queue_status(ctx),
         "circuits": await ops.circuits(ctx),
         "errors_24h": day["errors"],
         "database": database_usage(ctx),
     }
+
+
+def _checks(platforms: dict[str, dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The stored platform checks the health was judged on, with their age."""
+    return [{**r, "age_s": round(max(0.0, now - r["checked_at"]), 1)}
+            for _, r in sorted(platforms.items())]  # fmt: skip
 
 
 def _last_day(conn: Connection, now: float) -> dict[str, Any]:

@@ -99,6 +99,10 @@ def view_status(r: dict[str, Any]) -> str:
             (p["platform"], "yes" if p["enabled"] else "no", p["reason"]) for p in r["platforms"]
         ]
         lines += ["", table(["platform", "enabled", "reason"], rows)]
+    if "checks" in r:
+        from bot.render_checks import view_checks  # imports this module
+
+        lines += ["", view_checks(r["checks"])]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from bot.render import pairs, seconds, table, when
+from bot.render_checks import view_checks
 
 
 def view_audit(rows: list[dict[str, Any]]) -> str:
@@ -74,6 +75,8 @@ def view_report(r: dict[str, Any]) -> str:
             ("database", _bytes(db["bytes"]) + (f" ({db['path']})" if db["path"] else "")),
         ]),
     ]  # fmt: skip
+    if "checks" in r:
+        lines += ["", view_checks(r["checks"])]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from bot.config import Settings
+from bot.health_store import save_checks
 from bot.ops.context import OpsContext, check_platform
 from executors.base import Executor, no_throttle
 from executors.registry import build_executors
@@ -50,7 +51,13 @@ async def check(ctx: OpsContext, platform: str | None = None) -> list[dict[str, 
     wanted = check_platform(platform) if platform else None
     async with built_executors(ctx.settings) as (executors, disabled):
         names = [wanted] if wanted else [*executors, *disabled]
-        return list(await asyncio.gather(*(_check_one(n, executors, disabled) for n in names)))
+        results = list(await asyncio.gather(*(_check_one(n, executors, disabled) for n in names)))
+    now = ctx.clock()
+    try:  # kept for `opsbot status` and the report; the answer stands even if this fails
+        await ctx.store.write(lambda conn: save_checks(conn, results, now, "check"))
+    except Exception as exc:
+        log.warning("saving the check results failed: %s: %s", type(exc).__name__, exc)
+    return results
 
 
 async def _check_one(

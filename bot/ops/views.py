@@ -9,6 +9,7 @@ from sqlalchemy import Connection, func, select
 
 from bot.actions import Status
 from bot.flow.breaker import CLOSED, HALF_OPEN, OPEN, load_circuits
+from bot.health_store import load_checks
 from bot.ops.context import A, BadInput, OpsContext, P, T, check_platform
 from bot.queue import depth_by_priority
 from bot.queue import stuck as find_stuck
@@ -20,9 +21,11 @@ SUCCESS_WINDOW_S = 900.0  # "success rate over 15 minutes" (issue 4 point 5)
 async def status(ctx: OpsContext) -> dict[str, Any]:
     """The one-screen picture: queue, running, pauses, circuits, dead letters, success rate."""
     now = ctx.clock()
-    counts, rate, paused = await ctx.store.read(
-        lambda conn: (_status_counts(conn), _success_rate(conn, now), _paused(conn))
-    )
+    counts, rate, paused, checks = await ctx.store.read(
+        lambda conn: (
+            _status_counts(conn), _success_rate(conn, now), _paused(conn), load_checks(conn, now)
+        )
+    )  # fmt: skip
     open_circuits = [c for c in await circuits(ctx) if c["state"] != "closed"]
     return {
         "queued": counts.get(Status.QUEUED.value, 0),
@@ -35,6 +38,7 @@ async def status(ctx: OpsContext) -> dict[str, Any]:
         "circuits_not_closed": open_circuits,
         "success_rate_15m": rate,
         "platforms": _platforms(ctx),
+        "checks": checks,  # the latest check per platform, any process (bot.health_store)
         "workers": ctx.settings.queue_workers,
     }
 

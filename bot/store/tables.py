@@ -234,3 +234,20 @@ class ScheduleFiringRow(SQLModel, table=True):
     target_id: str | None = None  # run id or action id
     detail: str | None = None
     recorded_at: float
+
+
+# --- health (bot/health.py): the latest platform check, written by every process that checks.
+
+
+class PlatformCheckRow(SQLModel, table=True):
+    """The latest check of each platform, from the periodic health checks of any process or
+    from `opsbot check`, so `opsbot status`, `/ops status` and `opsbot report` can show it."""
+
+    __tablename__ = "platform_checks"
+
+    platform: str = Field(primary_key=True)
+    checked_at: float
+    ok: bool
+    detail: str = ""
+    latency_ms: float | None = None
+    source: str = "health"  # health (periodic, a running opsbot) | check (`opsbot check`)
