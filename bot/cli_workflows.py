@@ -100,6 +100,11 @@ def wf_rollback(
     run_command(ctx, "workflow rollback", {"run_id": run_id, "force": force}, json_)
 
 
+@workflow_app.command("rollback:force", help="Roll back a run even if it succeeded (= --force).")
+def wf_rollback_force(ctx: typer.Context, run_id: RunId, json_: JsonOpt = False) -> None:
+    run_command(ctx, "workflow rollback:force", {"run_id": run_id}, json_)
+
+
 @workflow_app.command("retry-rollback", help="Retry the compensations of a rollback_failed run.")
 def wf_retry_rollback(ctx: typer.Context, run_id: RunId, json_: JsonOpt = False) -> None:
     run_command(ctx, "workflow retry-rollback", {"run_id": run_id}, json_)

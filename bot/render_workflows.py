@@ -10,10 +10,11 @@ from bot.render import pairs, seconds, table, when
 
 def view_workflows(rows: list[dict[str, Any]]) -> str:
     return table(
-        ["name", "enabled", "transactional", "steps", "timeout", "hash"],
+        ["name", "version", "enabled", "transactional", "steps", "timeout", "hash"],
         [
             (
                 r["name"],
+                f"v{r['version']}",
                 _yes(r["enabled"]),
                 _yes(r["transactional"]),
                 r["steps"],
@@ -59,8 +60,25 @@ def view_run(r: dict[str, Any]) -> str:
     )
     out = [head, "", steps]
     if r.get("rollback"):
-        out += ["", "rollback: " + json.dumps(r["rollback"], default=str)]
+        out += ["", "rollback:", _indent(view_rollback(r["rollback"]))]
     return "\n".join(out)
+
+
+def view_rollback(outcome: dict[str, Any]) -> str:
+    """A rollback's outcome: steps undone (LIFO), not undone, irreversible, and why each failed."""
+    irreversible = [f"{i['step']} ({i['reason']})" if i.get("reason") else i["step"]
+                    for i in outcome.get("irreversible") or []]  # fmt: skip
+    errors = [f"{step}: {why}" for step, why in (outcome.get("errors") or {}).items()]
+    return pairs([  # an empty list shows as "-"
+        ("rolled back", ", ".join(outcome.get("rolled_back") or [])),
+        ("not rolled back", ", ".join(outcome.get("not_rolled_back") or [])),
+        ("irreversible", ", ".join(irreversible)),
+        ("errors", "; ".join(errors)),
+    ])  # fmt: skip
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
 
 
 def view_runs(rows: list[dict[str, Any]]) -> str:

@@ -18,6 +18,9 @@ from bot.workflows.definitions import Workflow
 from bot.workflows.validate import WorkflowInvalid
 
 RUNS_LIMIT = 20
+# Where a run came from, by the actor's prefix (the front doors name their actors so).
+_SOURCES = {"slack": "slack", "cli": "cli", "api": "http", "http": "http",
+            "schedule": "schedule", "hook": "hook"}  # fmt: skip
 
 
 def runner(ctx: OpsContext) -> Any:
@@ -42,12 +45,16 @@ def _workflow(ctx: OpsContext, name: str) -> Workflow:
 
 
 async def listing(ctx: OpsContext) -> list[dict[str, Any]]:
-    out = []
-    for name, wf in sorted(runner(ctx).workflows.items()):
-        out.append({"name": name, "enabled": wf.enabled, "transactional": wf.transactional,
-                    "steps": len(wf.steps), "timeout_s": wf.timeout,
-                    "hash": versions.content_hash(wf)[:12]})  # fmt: skip
-    return out
+    """Each loaded workflow with its version (registered here when its content is new)."""
+    loaded = sorted(runner(ctx).workflows.items())
+    now = ctx.clock()
+    found = await ctx.store.write(lambda c: [versions.register(c, wf, now) for _, wf in loaded])
+    return [
+        {"name": name, "enabled": wf.enabled, "transactional": wf.transactional,
+         "steps": len(wf.steps), "timeout_s": wf.timeout, "version": info.version,
+         "hash": info.hash[:12]}
+        for (name, wf), info in zip(loaded, found, strict=True)
+    ]  # fmt: skip
 
 
 async def show(ctx: OpsContext, name: str) -> dict[str, Any]:
@@ -62,11 +69,16 @@ async def run(ctx: OpsContext, name: str, inputs: dict[str, Any], actor: str,
     _workflow(ctx, name)
     try:
         view: dict[str, Any] = await runner(ctx).start_run(
-            name, inputs, idempotency_key=key, actor=actor, source="cli"
+            name, inputs, idempotency_key=key, actor=actor, source=source_of(actor)
         )
     except RunRefused as exc:
         raise BadInput(str(exc)) from exc
     return view
+
+
+def source_of(actor: str) -> str | None:
+    """`slack:U1` -> slack, `cli:ann` -> cli, `api` -> http; None when the actor does not say."""
+    return _SOURCES.get(actor.partition(":")[0])
 
 
 async def status(ctx: OpsContext, run_id: str) -> dict[str, Any]:
@@ -75,6 +87,10 @@ async def status(ctx: OpsContext, run_id: str) -> dict[str, Any]:
 
 async def runs(ctx: OpsContext, name: str | None = None, status_: str | None = None,
                limit: int = RUNS_LIMIT) -> list[dict[str, Any]]:  # fmt: skip
+    from bot.workflows.journal import STATUSES
+
+    if status_ is not None and status_ not in STATUSES:
+        raise BadInput(f"--status: got {status_!r}, expected one of: {', '.join(STATUSES)}")
     result: list[dict[str, Any]] = await runner(ctx).runs(limit=limit, status=status_, name=name)
     return result
 
@@ -105,23 +121,35 @@ async def _on_run(ctx: OpsContext, run_id: str, call: Any) -> dict[str, Any]:
     return result
 
 
-async def _register_loaded(ctx: OpsContext, name: str) -> None:
-    """The definition loaded from the files becomes a stored version (export/promote use it)."""
+async def _register_loaded(ctx: OpsContext, name: str) -> int | None:
+    """The definition loaded from the files becomes a stored version; its number (None when
+    `name` is not loaded here, e.g. only imported). Export and promote default to it."""
     workflows = runner(ctx).workflows
-    if name in workflows:
-        now = ctx.clock()
-        await ctx.store.write(lambda c: versions.register(c, workflows[name], now))
+    if name not in workflows:
+        return None
+    now = ctx.clock()
+    info = await ctx.store.write(lambda c: versions.register(c, workflows[name], now))
+    return int(info.version)
+
+
+def _unknown(ctx: OpsContext, name: str, version: int | None, exc: KeyError) -> NotFound:
+    """No stored version: name the version asked for, or the workflows known (like `show`)."""
+    if version is not None:
+        return NotFound(str(exc.args[0]))
+    known = ", ".join(sorted(runner(ctx).workflows)) or "none loaded (OPSBOT_WORKFLOWS)"
+    return NotFound(f"no workflow named {name!r} (known: {known})")
 
 
 async def export(ctx: OpsContext, name: str, version: int | None = None) -> dict[str, Any]:
-    await _register_loaded(ctx, name)
-    env, now = ctx.settings.opsbot_env, ctx.clock()
+    """The artifact of `version`; by default the loaded definition's (else the latest stored)."""
+    loaded = await _register_loaded(ctx, name)
+    env, now, wanted = ctx.settings.opsbot_env, ctx.clock(), version or loaded
     try:
         artifact: dict[str, Any] = await ctx.store.write(
-            partial(versions.export_artifact, name=name, env=env, now=now, version=version)
+            partial(versions.export_artifact, name=name, env=env, now=now, version=wanted)
         )
     except KeyError as exc:
-        raise NotFound(str(exc.args[0])) from exc
+        raise _unknown(ctx, name, version, exc) from exc
     return artifact
 
 
@@ -146,17 +174,18 @@ async def promote(
     ctx: OpsContext, name: str, to_env: str, actor: str, *, force: bool = False,
     version: int | None = None, comment: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    await _register_loaded(ctx, name)
-    now = ctx.clock()
+    """Promote `version`; by default the loaded definition's (else the latest stored)."""
+    loaded = await _register_loaded(ctx, name)
+    now, wanted = ctx.clock(), version or loaded
     try:
         result: dict[str, Any] = await ctx.store.write(
-            lambda c: versions.promote(c, name, to_env, now=now, actor=actor, version=version,
+            lambda c: versions.promote(c, name, to_env, now=now, actor=actor, version=wanted,
                                        force=force, comment=comment)
         )  # fmt: skip
     except versions.PromotionRefused as exc:
         raise OpsError(str(exc)) from exc
     except KeyError as exc:
-        raise NotFound(str(exc.args[0])) from exc
+        raise _unknown(ctx, name, version, exc) from exc
     except ValueError as exc:
         raise BadInput(str(exc)) from exc
     return result

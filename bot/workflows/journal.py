@@ -28,6 +28,8 @@ ROLLING_BACK, ROLLED_BACK, ROLLBACK_FAILED, RESOLVED = (
     "rolling_back", "rolled_back", "rollback_failed", "resolved",
 )  # fmt: skip
 ACTIVE = (RUNNING, ROLLING_BACK)
+STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ROLLING_BACK, ROLLED_BACK, ROLLBACK_FAILED,
+            RESOLVED)  # fmt: skip
 FAILED_ACTION = frozenset(FINAL_STATUSES - {Status.SUCCEEDED})
 
 _STEP_COLUMNS = (
@@ -117,7 +119,8 @@ def list_runs(
 ) -> list[dict[str, Any]]:
     """Recent runs, newest first (the `opsbot workflow runs` listing)."""
     columns = (RUNS.c.id, RUNS.c.name, RUNS.c.version, RUNS.c.env, RUNS.c.status, RUNS.c.error,
-               RUNS.c.created_at, RUNS.c.finished_at, RUNS.c.idempotency_key)  # fmt: skip
+               RUNS.c.created_at, RUNS.c.finished_at, RUNS.c.idempotency_key,
+               RUNS.c.source)  # fmt: skip
     query = select(*columns).order_by(RUNS.c.created_at.desc()).limit(limit)
     if status is not None:
         query = query.where(RUNS.c.status == status)

@@ -110,7 +110,8 @@ def loads(text: str, source: str) -> tuple[list[Workflow], list[Problem]]:
 
 
 def parse_workflow(name: str, body: Any, source: str) -> tuple[Workflow | None, list[Problem]]:
-    at = f"{source}: {name}"
+    """One definition; `source` ("" for none, e.g. an artifact) prefixes problem locations."""
+    at = f"{source}: {name}" if source else name
     if not isinstance(body, dict):
         return None, [Problem(at, "expected a mapping (enabled, transactional, timeout, steps)")]
     problems = _unknown(body, WORKFLOW_FIELDS, at)

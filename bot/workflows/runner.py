@@ -210,8 +210,8 @@ class WorkflowRunner(RunEngine):
     ) -> dict[str, Any]:
         run = await self._run(run_id)
         if run["status"] not in allowed:
-            hint = " (use force)" if run["status"] == j.SUCCEEDED else ""
-            raise RunRefused(f"run {run_id} is {run['status']}: cannot roll back{hint}")
+            retrying = allowed == (j.ROLLBACK_FAILED,)
+            raise RunRefused(f"run {run_id} {_why_not_rollback(run['status'], retrying)}")
         changed = await self._set(
             run_id, allowed, j.ROLLING_BACK, actor=actor, finished_at=None,
             rollback_generation=run["rollback_generation"] + 1,
@@ -223,12 +223,12 @@ class WorkflowRunner(RunEngine):
 
     async def resolve(self, run_id: str, actor: str, comment: str) -> dict[str, Any]:
         """An operator closes a run that needs attention, saying what was done."""
+        if not comment.strip():
+            raise RunRefused("resolve needs a comment saying what was done")
         run = await self._run(run_id)
         allowed = (j.ROLLBACK_FAILED, j.FAILED, j.TIMED_OUT)
-        if run["status"] not in allowed or not comment.strip():
-            raise RunRefused(
-                f"run {run_id} is {run['status']}: resolve needs a failed run and a comment"
-            )
+        if run["status"] not in allowed:
+            raise RunRefused(f"run {run_id} {_why_not_resolve(run['status'])}")
         await self._set(run_id, allowed, j.RESOLVED, actor=actor, comment=comment)
         return await self.state(run_id)
 
@@ -237,6 +237,36 @@ class WorkflowRunner(RunEngine):
         if run is None:
             raise RunNotFound(run_id)
         return run
+
+
+_WAIT = "is still running: wait for it to finish (see its status), then"
+_NO_ROLLBACK = {
+    j.RUNNING: f"{_WAIT} roll it back",
+    j.ROLLING_BACK: "is already rolling back (see its status)",
+    j.ROLLED_BACK: "is already rolled back",
+    j.RESOLVED: "was resolved by hand: there is nothing left to roll back",
+    j.ROLLBACK_FAILED: "is rollback_failed: use retry-rollback to retry its compensations",
+    j.SUCCEEDED: "succeeded: roll it back only by force (rollback:force RUN, or --force)",
+}
+_NO_RETRY_ROLLBACK = {
+    j.FAILED: "failed and was not rolled back yet: use rollback",
+    j.TIMED_OUT: "timed out and was not rolled back yet: use rollback",
+}
+
+
+def _why_not_rollback(status: str, retrying: bool) -> str:
+    """Why a run in `status` cannot be (re)rolled back, and what to do instead."""
+    if retrying and status in _NO_RETRY_ROLLBACK:
+        return _NO_RETRY_ROLLBACK[status]
+    return _NO_ROLLBACK.get(status, f"is {status}: cannot roll back")
+
+
+def _why_not_resolve(status: str) -> str:
+    if status == j.RUNNING:
+        return f"{_WAIT} resolve it if it failed"
+    if status == j.ROLLING_BACK:
+        return "is rolling back: wait for the rollback to end (see its status)"
+    return f"is {status}: resolve closes only a failed, timed_out or rollback_failed run"
 
 
 def _required_inputs(workflow: Workflow) -> set[str]:

@@ -113,6 +113,8 @@ def run_view(
         "status": run["status"],
         "transactional": run["transactional"],
         "idempotency_key": run["idempotency_key"],
+        "source": run["source"],  # slack | cli | http | schedule | hook
+        "requested_by": run["requested_by"],
         "input": run["input"],
         "error": run["error"],
         "completed": [i["name"] for i in items if i["status"] == "succeeded"],

@@ -93,7 +93,9 @@ def load_version(conn: Connection, name: str, version: int | None = None) -> Wor
 def from_canonical(raw: dict[str, Any], source: str) -> Workflow:
     workflow, problems = parse_workflow(str(raw.get("name", "")), raw, source)
     if workflow is None or problems:
-        raise WorkflowInvalid(problems or [Problem(source, "not a workflow definition")])
+        raise WorkflowInvalid(
+            problems or [Problem(source or "definition", "not a workflow definition")]
+        )
     return workflow
 
 
@@ -198,16 +200,19 @@ def export_artifact(
 def import_artifact(
     conn: Connection, artifact: Any, now: float, available_platforms: set[str] | None = None
 ) -> Version:
-    """Check an artifact (kind, checksum, definition, platforms enabled here) and register it."""
-    source = f"artifact {artifact.get('name', '?')}" if isinstance(artifact, dict) else "artifact"
-    if not isinstance(artifact, dict) or artifact.get("kind") != ARTIFACT_KIND:
-        raise WorkflowInvalid([Problem(source, f"not an {ARTIFACT_KIND} artifact")])
-    workflow = from_canonical(artifact.get("definition") or {}, source)
+    """Check an artifact (kind, checksum, definition, platforms enabled here) and register it.
+    Problem locations start at the workflow's name ("w.steps[0] (a).action"), once."""
+    if not isinstance(artifact, dict):
+        raise WorkflowInvalid([Problem("document", "expected a JSON object (an exported one)")])
+    if artifact.get("kind") != ARTIFACT_KIND:
+        got = artifact.get("kind")
+        raise WorkflowInvalid([Problem("kind", f"got {got!r}, expected {ARTIFACT_KIND!r}")])
+    workflow = from_canonical(artifact.get("definition") or {}, "")
     problems = validate(workflow)
     if f"sha256:{content_hash(workflow)}" != artifact.get("checksum"):
-        problems.append(Problem(f"{source}.checksum", "does not match the definition"))
+        problems.append(Problem(f"{workflow.name}.checksum", "does not match the definition"))
     if available_platforms is not None:
-        problems += _missing_platforms(workflow, available_platforms, source)
+        problems += _missing_platforms(workflow, available_platforms, workflow.name)
     if problems:
         raise WorkflowInvalid(problems)
     return register(conn, workflow, now)

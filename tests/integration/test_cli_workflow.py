@@ -95,6 +95,81 @@ def test_workflow_errors_are_one_line_with_exit_codes(cli: Any) -> None:
     assert bad_env.exit_code == 2
 
 
+def started(cli: Any, env: dict[str, str], status: str | None = None) -> str:
+    """A run of `notify` journaled by the CLI, optionally moved to `status` in the store."""
+    run_id: str = json.loads(cli("workflow", "run", "notify", "-i", "who=x", "--json").stdout)["id"]
+    if status is not None:
+        rows(env, "UPDATE workflow_runs SET status = ? WHERE id = ?", status, run_id)
+    return run_id
+
+
+def test_run_records_its_source_and_list_shows_versions(cli: Any, env: dict[str, str]) -> None:
+    run_id = started(cli, env)
+    assert rows(env, "SELECT source FROM workflow_runs WHERE id = ?", run_id) == [("cli",)]
+    listed = cli("workflow", "list")
+    assert listed.stdout.splitlines()[2].split()[:2] == ["notify", "v1"], listed.stdout
+    assert json.loads(cli("workflow", "list", "--json").stdout)[0]["version"] == 1
+
+
+def test_refusals_say_what_is_wrong(cli: Any, env: dict[str, str]) -> None:
+    bogus = cli("workflow", "runs", "--status", "bogus")
+    assert bogus.exit_code == 2 and "--status: got 'bogus', expected one of: running," in (
+        bogus.output
+    )
+    assert "rollback_failed, resolved" in bogus.output
+    assert cli("workflow", "runs", "--status", "failed").stdout.strip() == "(no runs)"
+    running = started(cli, env)
+    for args in (("rollback", running), ("rollback", running, "--force"),
+                 ("rollback:force", running)):  # fmt: skip
+        refused = cli("workflow", *args)
+        assert refused.exit_code == 1, refused.output
+        assert "is still running: wait for it to finish" in refused.output
+    resolve = cli("workflow", "resolve", running, "--comment", "fixed by hand")
+    assert resolve.exit_code == 1 and "is still running" in resolve.output
+    assert "comment" not in resolve.output
+    empty = cli("workflow", "resolve", running, "--comment", " ")
+    assert empty.exit_code == 2 and "resolve needs --comment" in empty.output
+    export = cli("workflow", "export", "nope")
+    assert export.exit_code == 1
+    assert "no workflow named 'nope' (known: notify)" in export.output
+
+
+def test_rollback_force_spelling_and_readable_outcome(cli: Any, env: dict[str, str]) -> None:
+    finished = started(cli, env, "succeeded")
+    plain = cli("workflow", "rollback", finished)
+    assert plain.exit_code == 1
+    assert "succeeded: roll it back only by force (rollback:force RUN" in plain.output
+    forced = cli("workflow", "rollback:force", finished)
+    assert forced.exit_code == 0, forced.output
+    assert rows(env, "SELECT status FROM workflow_runs WHERE id = ?", finished) == [
+        ("rolled_back",)
+    ]
+    assert "rollback:\n  rolled back      -\n  not rolled back  -\n" in forced.stdout
+    assert "{" not in forced.stdout  # no raw JSON line
+    other = started(cli, env, "succeeded")
+    assert cli("workflow", "rollback", other, "--force").exit_code == 0  # still accepted
+    audit = rows(env, "SELECT actor FROM audit WHERE entity_id = ? AND to_status = ?",
+                 finished, "rolling_back")  # fmt: skip
+    assert audit == [("cli:ann",)]
+
+
+def test_promote_defaults_to_the_loaded_version(
+    cli: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    original = (tmp_path / "workflows.yml").read_text()
+    cli("workflow", "list")  # v1
+    (tmp_path / "workflows.yml").write_text(original.replace("hello", "hi"))
+    assert "v2" in cli("workflow", "list").stdout
+    (tmp_path / "workflows.yml").write_text(original)  # the file is v1 again; v2 is the highest
+    promoted = cli("workflow", "promote", "notify", "--to", "staging", "--force", "--json")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["version"] == 1
+    assert rows(env, "SELECT version FROM workflow_promotions") == [(1,)]
+    assert json.loads(cli("workflow", "export", "notify", "--json").stdout)["version"] == 1
+    explicit = cli("workflow", "promote", "notify", "--to", "staging", "--force", "--version", "2")
+    assert explicit.exit_code == 0 and "v2" in explicit.stdout
+
+
 def test_export_import_promote_versions(cli: Any, env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "notify.json"
     assert cli("workflow", "export", "notify", "-o", str(out)).exit_code == 0
@@ -105,7 +180,10 @@ def test_export_import_promote_versions(cli: Any, env: dict[str, str], tmp_path:
     artifact["definition"]["steps"][0]["name"] = "tampered"
     out.write_text(json.dumps(artifact))
     tampered = cli("workflow", "import", str(out))
-    assert tampered.exit_code == 2 and "checksum" in tampered.output
+    assert tampered.exit_code == 2
+    problems = tampered.output.strip().splitlines()  # each located once, from the name on
+    assert problems[0].startswith("opsbot: artifact refused: notify.steps[1] (second).depends_on")
+    assert problems[-1] == "notify.checksum: does not match the definition"
     forced = cli("workflow", "promote", "notify", "--to", "staging", "--force")
     assert forced.exit_code == 0, forced.output
     versions = json.loads(cli("workflow", "versions", "notify", "--json").stdout)

@@ -266,7 +266,7 @@ async def test_forced_rollback_of_a_finished_run(bot_for: Any, record: Path) -> 
     bot = await bot_for(chain(record))
     run_id = (await bot.runner.start_run("chain"))["id"]
     await bot.runner.wait(run_id, 10)
-    with pytest.raises(RunRefused, match="use force"):
+    with pytest.raises(RunRefused, match="only by force"):
         await bot.runner.rollback(run_id, "ops")
     await bot.runner.rollback(run_id, "ops", force=True)
     view = await bot.runner.wait(run_id, 10)

@@ -34,6 +34,7 @@ from bot.commands import COMMANDS, UsageError, help_text, parse, slack_words
         (["workflow", "run_1"], "workflow status", {"run_id": "run_1"}),
         (["rollback", "run_1"], "workflow rollback", {"run_id": "run_1", "force": False}),
         (["rollback", "run_1", "--force"], "workflow rollback", {"run_id": "run_1", "force": True}),
+        (["rollback:force", "run_1"], "workflow rollback:force", {"run_id": "run_1"}),
         (
             ["resolve", "run_1", "fixed", "by", "hand"],
             "workflow resolve",
@@ -62,6 +63,8 @@ def test_parse(words: list[str], name: str, args: dict[str, object]) -> None:
         (["run", "notify", "novalue"], "expected KEY=VALUE"),
         (["schedule"], "expected one of schedule history, schedule list"),
         (["rollback"], "RUN_ID is required"),
+        (["rollback:force"], "RUN_ID is required"),
+        (["rollback:force", "run_1", "--force"], "unexpected '--force'"),
         (["resolve", "run_1"], "COMMENT is required"),
     ],
 )
@@ -80,6 +83,7 @@ def test_state_changing_commands_and_help() -> None:
         "dlq replay",
         "dlq purge",
         "rollback",
+        "rollback:force",
         "retry-rollback",
         "resolve",
         "schedule pause",
