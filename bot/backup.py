@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
+import logging
 import os
 import sqlite3
 import time
@@ -22,6 +24,8 @@ from typing import IO, Any
 from bot.config import Settings
 from bot.ops.context import BadInput, OpsError
 from bot.store.tables import SCHEMA_VERSION
+
+log = logging.getLogger(__name__)
 
 
 class BackupInvalid(BadInput):
@@ -170,3 +174,25 @@ def _keep_current(db: Path, now: float) -> str | None:
         src.backup(dst)  # reads through the WAL: the kept file is complete on its own
         dst.execute("PRAGMA journal_mode=DELETE")
     return str(kept)
+
+
+def audit_file_command(
+    settings: Settings, words: str, actor: str, error: str | None, now: float | None = None
+) -> None:
+    """The audit row of `opsbot backup` / `opsbot restore` (they do not open the Store, so no
+    schema change happens): written with plain sqlite3 into the database, when it exists and is
+    an opsbot one. Blocking; never raises (the command's own outcome is what the user sees)."""
+    try:
+        db = _db_path(settings)
+        if not db.exists():
+            return
+        detail = json.dumps({"words": words, **({"error": error} if error else {})})
+        with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn, conn:
+            conn.execute(
+                "INSERT INTO audit (at, entity, entity_id, from_status, to_status, actor, detail)"
+                " VALUES (?, 'command', ?, NULL, ?, ?, ?)",
+                (now if now is not None else time.time(), words.split()[0],
+                 "error" if error else "ok", actor, detail),
+            )  # fmt: skip
+    except Exception as exc:
+        log.warning("auditing %r failed: %s: %s", words, type(exc).__name__, exc)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from bot import render
-from bot.cli import JsonOpt, app, run_command
+from bot.cli import JsonOpt, actor, app, run_command
 from bot.cli_errors import fail
 from bot.config import Settings, load_settings
 from bot.render_maint import view_backup, view_restore
@@ -62,7 +62,8 @@ def backup(
     """Consistent snapshot of the database while opsbot runs (SQLite online backup), checked."""
     from bot.backup import backup as take
 
-    _file_command(ctx, lambda s: take(s, file, force), view_backup, json_)
+    words = f"backup {file}" + (" --force" if force else "")
+    _file_command(ctx, lambda s: take(s, file, force), view_backup, json_, words)
 
 
 @app.command("restore")
@@ -71,16 +72,23 @@ def restore(ctx: typer.Context, file: File, json_: JsonOpt = False) -> None:
     current database kept as <db>.before-restore-<time>."""
     from bot.backup import restore as put_back
 
-    _file_command(ctx, lambda s: put_back(s, file), view_restore, json_)
+    _file_command(ctx, lambda s: put_back(s, file), view_restore, json_, f"restore {file}")
 
 
-def _file_command(ctx: typer.Context, call: Any, view: Any, json_: bool) -> None:
-    """Backup and restore work on the file, without opening the store (no schema changes)."""
+def _file_command(ctx: typer.Context, call: Any, view: Any, json_: bool, words: str) -> None:
+    """Backup and restore work on the file, without opening the store (no schema changes);
+    each is audited (actor, words, ok/error) like the commands of the table."""
+    from bot.backup import audit_file_command
+
     want_json = json_ or bool((ctx.find_root().obj or {}).get("json"))
     settings: Settings | None = None
     try:
         settings = load_settings()
         result = call(settings)
     except Exception as exc:
+        if settings is not None:
+            error = render.redact(f"{type(exc).__name__}: {exc}", settings)
+            audit_file_command(settings, words, actor(), error)
         fail(exc, settings)
+    audit_file_command(settings, words, actor(), None)
     typer.echo(render.redact(render.to_json(result) if want_json else view(result), settings))

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import ops, render
+from bot.command_audit import audited
 from bot.command_spec import Arg, ArgKind, Command, Runner, UsageError
 from bot.command_spec import cmd as _c
 from bot.commands_maint import MAINT_COMMANDS
@@ -155,8 +156,10 @@ CORE_COMMANDS: tuple[Command, ...] = (
     ),
 )
 
+# Every entry records one audit row per run (actor, words, ok/error; bot.command_audit), so the
+# doors that call `command.run` directly (the CLI) are audited exactly like `run` below.
 COMMANDS: dict[str, Command] = {
-    c.name: c for c in (*CORE_COMMANDS, *WORKFLOW_COMMANDS, *MAINT_COMMANDS)
+    c.name: audited(c) for c in (*CORE_COMMANDS, *WORKFLOW_COMMANDS, *MAINT_COMMANDS)
 }
 
 
@@ -233,7 +236,8 @@ def _convert(command: Command, arg: Arg, word: str) -> Any:
 
 
 async def run(command: Command, ctx: ops.OpsContext, args: Mapping[str, Any], actor: str) -> Any:
-    """Run a command's ops function; front doors check `changes_state` permissions first."""
+    """Run a command's ops function (audited: see COMMANDS); front doors check
+    `changes_state` permissions first."""
     return await command.run(ctx, args, actor)
 
 
