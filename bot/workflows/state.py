@@ -7,6 +7,7 @@ then asks these functions what is true and what to do next.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.workflows.definitions import Step, Workflow
@@ -79,6 +80,8 @@ class Steps:
                 "name": run["name"],
                 "version": run["version"],
                 "started_at": run["started_at"],
+                # A readable time for sheets and messages (templates run no code to format one).
+                "started_at_iso": _iso(run["started_at"]),
             },
         }
 
@@ -164,3 +167,10 @@ def _undo_view(action: StepAction) -> dict[str, Any]:
         "error": action.error,
         "finished_at": action.finished_at,
     }
+
+
+def _iso(epoch: float | None) -> str | None:
+    """UTC ISO 8601 to the second, e.g. 2026-11-22T07:17:27+00:00."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).replace(microsecond=0).isoformat()

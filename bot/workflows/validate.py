@@ -179,7 +179,7 @@ def _ref_problem(workflow: Workflow, step: Step | None, ref: Ref, allowed: set[s
             return f"{shown}: input {name!r} is not declared (inputs: {', '.join(workflow.inputs)})"
         return ""
     if ref.root == "run":
-        fields = ("id", "name", "version", "started_at")
+        fields = ("id", "name", "version", "started_at", "started_at_iso")
         return "" if ref.path[:1] and ref.path[0] in fields else f"{shown}: run has {fields}"
     target = ref.step
     if step is None:

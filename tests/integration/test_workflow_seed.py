@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,10 +133,12 @@ async def test_bug_report_end_to_end(world: World) -> None:
     [message] = world.slack.messages("bugs")
     assert message["text"] == f"New urgent bug: Login fails\nCard: {card['url']}"
     [row] = world.google.sheets.rows("Bugs")
-    assert (row[0], row[2], row[3], row[4], row[5]) == (
+    assert (row[0], row[2], row[3], row[4], row[5], row[6]) == (
         view["id"],
         "urgent",
         card["url"],
         "open",
         "unassigned",
+        view["result"]["notify_channel"]["permalink"],
     )
+    assert datetime.fromisoformat(row[1]).timestamp() == int(view["started_at"])
