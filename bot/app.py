@@ -13,61 +13,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from bot.backup import RunLock
 from bot.config import Settings
-from bot.metrics import Metrics
 from bot.run_callbacks import RunCallbackService
 from bot.runtime import Runtime
 from bot.schedules.service import SchedulerService
 from bot.slack_app import SlackService, add_slack
 from bot.surface import Surface
-from bot.workflows.loader import load_workflows
-from bot.workflows.runner import FINAL, WorkflowRunner
+from bot.workflows.service import WorkflowService
 
 log = logging.getLogger(__name__)
 
 
-class WorkflowService:
-    """Loads OPSBOT_WORKFLOWS and runs the WorkflowRunner (resuming active runs at start);
-    counts runs reaching a final status in `metrics` when given."""
-
-    def __init__(self, runtime: Runtime, metrics: Metrics | None = None) -> None:
-        self.runtime = runtime
-        self.metrics = metrics
-        self.runner: WorkflowRunner | None = None
-
-    async def start(self) -> None:
-        rt = self.runtime
-        workflows = await asyncio.to_thread(load_workflows, rt.settings.opsbot_workflows)
-        self.runner = WorkflowRunner(rt.store, rt.queue, workflows, rt.settings, rt.clock)
-        rt.runner = self.runner
-        if self.metrics is not None:
-            self.runner.watch(_count_final(self.metrics))
-        await self.runner.start()
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.stop()
-
-
-def _count_final(metrics: Metrics) -> Callable[[str, str], None]:
-    def observe(run_id: str, status: str) -> None:
-        if status in FINAL:
-            metrics.observe_workflow_run(status)
-
-    return observe
-
-
 def compose(runtime: Runtime) -> SlackService | None:
     """Add every service `opsbot run` starts to `runtime.services`; returns the Slack service.
-    The surface is built first (started last) so the runner counts into its Metrics."""
+    The surface is built first (started last) so the others can be handed its parts."""
     settings = runtime.settings
     runtime.services.append(RunLock(settings))
     surface = Surface(runtime)
-    runtime.services.append(WorkflowService(runtime, surface.metrics))
+    runtime.services.append(WorkflowService(runtime))
     slack = add_slack(runtime, settings)
     surface.slack_post = slack.alert_post if slack else None
     runtime.services.append(

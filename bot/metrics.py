@@ -122,8 +122,8 @@ class Metrics:
         """approved | rejected | expired, with the time the request waited."""
         self.approval_decisions.labels(decision).observe(max(0.0, seconds))
 
-    def observe_workflow_run(self, outcome: str) -> None:
-        self.workflow_runs.labels(outcome).inc()
+    def observe_workflow_run(self, outcome: str, count: int = 1) -> None:
+        self.workflow_runs.labels(outcome).inc(count)
 
     # -- wiring --------------------------------------------------------------------------------
 

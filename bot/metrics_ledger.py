@@ -2,9 +2,10 @@
 
 Several processes may work one queue (`opsbot run` plus any `opsbot worker`), but only the one
 serving HTTP is scraped. So actions by outcome, attempts (and their durations), retries,
-fallbacks, 429s and dead letters are not counted from this process's outcome bus: they are read
-from the rows every process writes in the same transaction as the outcome, the `attempts` table
-(one row per attempt) and the `audit` table (one row per status change).
+fallbacks, 429s, dead letters and finished workflow runs are not counted from this process's
+outcome bus: they are read from the rows every process writes in the same transaction as the
+outcome, the `attempts` table (one row per attempt) and the `audit` table (one row per status
+change, of actions and of runs).
 
 At each scrape `Ledger.catch_up` reads the rows added since the previous scrape, a range on the
 integer primary keys (indexed, at most BATCH rows per table per scrape: a backlog is caught up
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, text
 
 from bot.store.engine import Store
+from bot.workflows.runner import FINAL as RUN_FINAL
 
 if TYPE_CHECKING:
     from bot.metrics import Metrics
@@ -41,6 +43,13 @@ _TRANSITIONS = text(
     "WHERE u.id > :after AND u.id <= :upto AND u.entity = 'action' "
     f"AND u.to_status IN ('retry_scheduled', {', '.join(repr(s) for s in FINAL)}) "
     "GROUP BY u.to_status, a.platform, a.type, a.fallback_used, a.served_by"
+)
+
+
+_RUN_ENDS = text(
+    "SELECT u.to_status, COUNT(*) FROM audit u WHERE u.id > :after AND u.id <= :upto "
+    f"AND u.entity = 'run' AND u.to_status IN ({', '.join(repr(s) for s in RUN_FINAL)}) "
+    "GROUP BY u.to_status"
 )
 
 
@@ -71,6 +80,8 @@ class Ledger:
         after, upto = _window(self.audit_seen, last_audit)
         for row in conn.execute(_TRANSITIONS, {"after": after, "upto": upto}):
             self._transition(*row)
+        for status, n in conn.execute(_RUN_ENDS, {"after": after, "upto": upto}):
+            self.metrics.observe_workflow_run(status, n)
         self.audit_seen = upto
 
     def _transition(

@@ -59,7 +59,7 @@ class Runtime:
         self.breakers: Breakers
         self.policy: RetryPolicy
         self.fallbacks: FallbackChain
-        self.runner: Any = None  # the live WorkflowRunner, set by its service (bot/app.py)
+        self.runner: Any = None  # the live WorkflowRunner, set by bot.workflows.service
         self.scheduler: Any = None  # the live Scheduler, set by its service
         self._started: list[Service] = []
         self._stop = asyncio.Event()
@@ -161,10 +161,11 @@ def run_worker(settings: Settings, drain: bool = False) -> int:
     """`opsbot worker [--drain]`: run the workers alone; with drain, exit once nothing is left.
 
     A worker-only process holds the run lock (so `opsbot restore` refuses while it runs) and
-    carries the operator surface minus the front doors: the per-attempt log line, the alerts
-    (ALERT_CHANNELS; Slack #errors over the Web API when SLACK_BOT_TOKEN is set), the periodic
-    health checks and the outcome callbacks. No HTTP server and no Socket Mode: its counters show
-    on the /metrics of `opsbot run`, read from the store (bot.metrics_ledger)."""
+    carries the workflow runner and the operator surface minus the front doors: the per-attempt
+    log line, the alerts (ALERT_CHANNELS; Slack #errors over the Web API when SLACK_BOT_TOKEN is
+    set), the periodic health checks and the outcome callbacks. No HTTP server and no Socket
+    Mode: its counters show on the /metrics of `opsbot run`, read from the store
+    (bot.metrics_ledger)."""
 
     async def main() -> int:
         runtime = Runtime(settings)
@@ -173,7 +174,7 @@ def run_worker(settings: Settings, drain: bool = False) -> int:
             if not drain:
                 await runtime.run_forever()
                 return 0
-            drained = asyncio.create_task(runtime.pool.wait_drained())
+            drained = asyncio.create_task(_drained(runtime))
             stopped = asyncio.create_task(runtime.run_forever())
             await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
             for task in (drained, stopped):
@@ -185,13 +186,28 @@ def run_worker(settings: Settings, drain: bool = False) -> int:
     return asyncio.run(main())
 
 
+async def _drained(runtime: Runtime) -> None:
+    """Nothing left to run here, workflow runs included: a step that just finished may make
+    the next one due, so the runner sweeps once more before the pool is asked again."""
+    while True:
+        await runtime.pool.wait_drained()
+        if runtime.runner is None:
+            return
+        await runtime.runner.sweep()
+        if not await runtime.pool.work_left():
+            return
+
+
 def attach_worker_surface(runtime: Runtime) -> None:
-    """The run lock first (taken before anything else starts), the headless surface last."""
+    """The run lock first (taken before anything else starts), the workflow runner (runs
+    started anywhere advance here too), the headless surface last."""
     from bot.backup import RunLock
     from bot.slack_alert_post import slack_alert_post
     from bot.surface import Surface
+    from bot.workflows.service import WorkflowService
 
     runtime.services.insert(0, RunLock(runtime.settings))
+    runtime.services.append(WorkflowService(runtime))
     post = slack_alert_post(runtime.settings)
     runtime.services.append(Surface(runtime, slack_post=post, serve_http=False))
 

@@ -161,7 +161,7 @@ class WorkerPool:
         """Return once nothing is left to run: queued (now or later) or running."""
         while True:
             await self._idle.wait()
-            if not await self._work_left():
+            if not await self.work_left():
                 return
             await asyncio.sleep(check_every)  # e.g. retries scheduled for later
 
@@ -318,7 +318,7 @@ class WorkerPool:
                 except Exception:
                     log.exception("circuit listener failed")
 
-    async def _work_left(self) -> bool:
+    async def work_left(self) -> bool:
         if self._held or self._outcomes:
             return True
         if self.store is None:

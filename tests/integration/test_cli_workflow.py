@@ -253,3 +253,17 @@ def test_usage_errors_in_a_real_process(env: dict[str, str], tmp_path: Path) -> 
     assert done.returncode == 2
     expected = "opsbot: --input: expected KEY=VALUE, got 'novalue'"
     assert done.stderr.strip().splitlines() == [expected]
+
+
+def test_a_run_started_from_the_cli_finishes_under_opsbot_worker(
+    cli: Any, env: dict[str, str]
+) -> None:
+    run_id = started(cli, env)
+    drained = cli("worker", "--drain")
+    assert drained.exit_code == 0, drained.output
+    status = json.loads(cli("workflow", "status", run_id, "--json").stdout)
+    assert status["status"] == "succeeded" and status["completed"] == ["first", "second"]
+    steps = rows(
+        env, "SELECT step_name, attempts FROM actions WHERE run_id = ? ORDER BY seq", run_id
+    )
+    assert steps == [("first", 1), ("second", 1)]

@@ -167,3 +167,26 @@ async def test_rate_limiter_counters_are_read_from_the_live_limiters(
     assert value(samples, "opsbot_rate_limit_waits_total", platform="notion") == 0
     blocked = value(samples, "opsbot_rate_limit_blocked_seconds", platform="notion")
     assert blocked is not None and 29 < blocked <= 30
+
+
+async def test_runs_finished_by_any_process_are_counted_from_the_audit_trail(
+    metrics_url: tuple[str, Metrics], store: Store, clock: FakeClock
+) -> None:
+    # Another process (an `opsbot worker` advancing a run) leaves only its audit rows behind.
+    from bot.store.audit import audit_row, write_audit
+
+    url, _ = metrics_url
+    await scrape(url)  # the ledger starts at the tables' current ends
+    now = clock()
+    rows = [
+        audit_row(now, "run_a", "running", "succeeded", entity="run"),
+        audit_row(now, "run_b", "running", "rolling_back", entity="run"),
+        audit_row(now, "run_b", "rolling_back", "rolled_back", entity="run"),
+        audit_row(now, "act_1", "running", "succeeded"),  # an action: not a run
+    ]
+    await store.write(lambda c: write_audit(c, rows))
+    samples = await scrape(url)
+    runs = "opsbot_workflow_runs_total"
+    assert value(samples, runs, outcome="succeeded") == 1
+    assert value(samples, runs, outcome="rolled_back") == 1
+    assert value(samples, runs, outcome="rolling_back") is None
