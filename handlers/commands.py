@@ -2,7 +2,8 @@
 
 Ack first (Slack wants it within 3 s), then run the command and answer through the command's
 `response_url`: ephemeral for the person who asked; commands that change state are limited to
-OPS_ADMINS and also announced in the channel (who did what). The ops layer writes the audit rows.
+OPS_ADMINS and also announced in the channel (who did what). Every command is audited
+(bot.command_audit), refusals of non-admins included.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from slack_bolt.app.async_app import AsyncApp
 
-from bot import commands
+from bot import command_audit, commands
 from bot.ops import OpsError
 from bot.render import redact
 from bot.slack_app import FrontDoor
@@ -56,11 +57,13 @@ async def answer(door: FrontDoor, command: dict[str, Any], respond: Respond) -> 
     except commands.UsageError as exc:
         await _reply(respond, str(exc), help_blocks(str(exc), exc.command))
         return
+    actor = door.actor_prefix + user
     if cmd.changes_state and not await member_of(door, user, door.settings.admins):
+        refused = PermissionError("refused: not in OPS_ADMINS")
+        await command_audit.record(door.ops, cmd, args, actor, refused)  # who tried, too
         text = f":lock: `/ops {usage(cmd)}` changes opsbot; only OPS_ADMINS may run it."
         await _reply(respond, text, [blocks.mrkdwn(text)])
         return
-    actor = door.actor_prefix + user
     try:
         result = await commands.run(cmd, door.ops, args, actor)
     except OpsError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from executors.sandbox.slack import APP_TOKEN, BOT_TOKEN, SlackStandIn
 from tests.scenario.test_slack_runs import Bot, running
@@ -67,6 +68,14 @@ async def test_slack_run_is_recorded_as_slack_and_rollback_force_is_for_admins(b
     refused = await ops(bot, f"rollback:force {run_id}", user=OTHER)
     assert "only OPS_ADMINS may run it" in refused
     assert (await bot.runtime.runner.state(run_id))["status"] == "succeeded"
+    tried = await bot.runtime.store.read(
+        lambda c: c.execute(
+            text("SELECT actor, to_status, detail FROM audit WHERE entity = 'command' "
+                 "AND entity_id = 'workflow rollback:force'")
+        ).all()
+    )  # fmt: skip
+    assert [(actor, status) for actor, status, _ in tried] == [(f"slack:{OTHER}", "error")]
+    assert "not in OPS_ADMINS" in tried[0][2]
 
     plain = await ops(bot, f"rollback {run_id}")
     assert "only by force (rollback:force RUN" in plain
