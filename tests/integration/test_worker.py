@@ -24,7 +24,7 @@ from bot.runtime import Runtime
 from bot.store.engine import Store
 from bot.store.tables import AttemptRow
 from bot.worker import WorkerPool
-from executors.base import JSON, CheckResult, Executor, Operation, RetryableError
+from executors.base import JSON, CheckResult, Executor, Operation, RetryableError, Throttle
 from executors.echo import EchoExecutor
 from executors.registry import build_executors
 
@@ -58,6 +58,24 @@ class FakeTrello:
 
     async def aclose(self) -> None:
         return None
+
+
+class ThrottledSlack(FakeTrello):
+    """send_notification waits on the given throttle (the Slack limiter: 1 request per second)."""
+
+    platform = "slack"
+
+    def __init__(self, throttle: Throttle) -> None:
+        super().__init__()
+        self.throttle = throttle
+
+    @property
+    def operations(self) -> Mapping[str, Operation]:
+        return {"send_notification": self.send}
+
+    async def send(self, data: JSON) -> JSON:
+        await self.throttle()
+        return {"ok": True}
 
 
 class Harness:
@@ -346,20 +364,7 @@ async def test_claim_batch_grows_for_fast_actions_only(harness: Harness) -> None
 
 
 async def test_slow_rate_limited_platform_does_not_hold_up_others(harness: Harness) -> None:
-    throttle = harness.limiters.throttle("slack")  # 1 request per second
-
-    class ThrottledSlack(FakeTrello):
-        platform = "slack"
-
-        @property
-        def operations(self) -> Mapping[str, Operation]:
-            return {"send_notification": self.send}
-
-        async def send(self, data: JSON) -> JSON:
-            await throttle()
-            return {"ok": True}
-
-    harness.executors["slack"] = ThrottledSlack()
+    harness.executors["slack"] = ThrottledSlack(harness.limiters.throttle("slack"))  # 1/s
     slack = await harness.submit(
         *({"type": "send_notification", "data": {"text": str(i)}} for i in range(12))
     )  # high priority: claimed first
@@ -488,20 +493,7 @@ async def test_a_slow_platform_never_takes_the_only_general_worker(tmp_path: Pat
     settings = make_settings(tmp_path, queue_workers=1)
     store = Store(settings.opsbot_database_url)
     harness = Harness(store, settings)
-    throttle = harness.limiters.throttle("slack")
-
-    class ThrottledSlack(FakeTrello):
-        platform = "slack"
-
-        @property
-        def operations(self) -> Mapping[str, Operation]:
-            return {"send_notification": self.send}
-
-        async def send(self, data: JSON) -> JSON:
-            await throttle()
-            return {"ok": True}
-
-    harness.executors["slack"] = ThrottledSlack()
+    harness.executors["slack"] = ThrottledSlack(harness.limiters.throttle("slack"))
     harness.pool = harness.make_pool()
     await harness.submit(
         *({"type": "send_notification", "data": {"text": str(i)}} for i in range(6))
