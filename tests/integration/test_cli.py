@@ -6,7 +6,6 @@ Outcomes are asserted in the SQLite file: action rows, pauses, circuits and audi
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -14,31 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
-from bot.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 OPSBOT = ROOT / ".venv" / "bin" / "opsbot"
 ECHO = {"type": "echo", "data": {"n": 1}}
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """A clean environment on the test's own database (no .env: the cwd is tmp_path)."""
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("OPSBOT_", "SLACK_"))}
-    return {**keep, "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}", "LOGNAME": "alice"}
-
-
-@pytest.fixture
-def cli(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Any:
-        return runner.invoke(app, list(args), input=input, env=env)
-
-    return invoke
 
 
 def rows(env: dict[str, str], sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
-
-from bot.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 OPSBOT = ROOT / ".venv" / "bin" / "opsbot"
@@ -45,17 +42,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "schedules.yml").write_text(SCHEDULES)
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("OPSBOT_", "SLACK_"))}
     return {**keep, "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}", "LOGNAME": "ann"}
-
-
-@pytest.fixture
-def cli(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Any:
-        return runner.invoke(app, list(args), input=input, env=env)
-
-    return invoke
 
 
 def rows(env: dict[str, str], sql: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -4,37 +4,15 @@ backup and restore too; `opsbot audit --action ID` answers for that action only.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
-from typer.testing import CliRunner
-
 from bot import commands
-from bot.cli import app
 from bot.config import Settings
 from bot.ops import OpsContext
 from bot.store.engine import Store
 from tests.conftest import FakeClock
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("OPSBOT_", "SLACK_"))}
-    return {**keep, "OPSBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}", "LOGNAME": "alice"}
-
-
-@pytest.fixture
-def cli(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args: str, input: str | None = None) -> Any:
-        return runner.invoke(app, list(args), input=input, env=env)
-
-    return invoke
 
 
 def command_rows(env: dict[str, str]) -> list[tuple[Any, ...]]:
