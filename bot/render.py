@@ -1,177 +1,33 @@
 """Turning ops results into text for people (tables) and JSON for scripts.
 
 The one place for user-facing wording of the CLI: every command's view, every error line, and
-secret redaction (settings' secret values and URL passwords never reach the screen).
+secret redaction (settings' secret values and URL passwords never reach the screen). This module
+holds the views of the action, approval, control and dead-letter commands and re-exports the
+rest, so `bot.render` stays the one import: text building blocks from bot/render_text.py, health
+views (status, queue, stuck, circuits, errors, check) from bot/render_status.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from bot.config import Settings
-from bot.logs import REDACTED, Redactor, secrets_of
+from bot.render_status import (
+    view_check,
+    view_circuits,
+    view_errors,
+    view_queue,
+    view_status,
+    view_stuck,
+)
+from bot.render_text import pairs, redact, seconds, table, to_json, when
 
-_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+@")
-
-
-def redact(text: str, settings: Settings | None = None) -> str:
-    """Hide URL passwords, token shapes and the value of every secret setting (bot.logs rules)."""
-    text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
-    return Redactor(secrets_of(settings) if settings is not None else [])(text)
-
-
-def to_json(result: Any) -> str:
-    return json.dumps(result, indent=2, default=str, sort_keys=False)
-
-
-def when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def seconds(value: float | None) -> str:
-    """A duration for people: 850ms, 12.5s, 3m20s, 2h05m."""
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 60:
-        return f"{value:.1f}s"
-    minutes, secs = divmod(int(value), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "(none)") -> str:
-    """A plain fixed-width table; cells are cut at 90 characters to keep lines readable."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    if not cells:
-        return empty
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = [_line(headers, widths), _line(["-" * w for w in widths], widths)]
-    lines += [_line(r, widths) for r in cells]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    text = "-" if value is None or value == "" else str(value).replace("\n", " ")
-    return text if len(text) <= 90 else text[:87] + "..."
-
-
-def _line(values: Sequence[str], widths: list[int]) -> str:
-    return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
-
-
-def pairs(items: Iterable[tuple[str, Any]]) -> str:
-    """`key: value` lines, keys aligned."""
-    rows = [(k, _cell(v)) for k, v in items]
-    width = max((len(k) for k, _ in rows), default=0)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-
-
-def view_status(r: dict[str, Any]) -> str:
-    rate = r["success_rate_15m"]
-    shown_rate = "-" if rate["rate"] is None else f"{rate['rate'] * 100:.1f}%"
-    lines = [
-        pairs(
-            [
-                ("queued", r["queued"]),
-                ("retry scheduled", r["retry_scheduled"]),
-                ("running", f"{r['running']} (workers: {r['workers']})"),
-                ("awaiting approval", r["awaiting_approval"]),
-                ("dead letters", r["dead_letters"]),
-                ("success rate 15m", f"{shown_rate} of {rate['attempts']} attempts"),
-                ("paused", ", ".join(r["paused"]) or "nothing"),
-            ]
-        ),
-        "",
-        "circuits not closed:",
-        view_circuits(r["circuits_not_closed"], empty="(all closed)"),
-    ]
-    if r["platforms"] is not None:
-        rows = [
-            (p["platform"], "yes" if p["enabled"] else "no", p["reason"]) for p in r["platforms"]
-        ]
-        lines += ["", table(["platform", "enabled", "reason"], rows)]
-    if "checks" in r:
-        from bot.render_checks import view_checks  # imports this module
-
-        lines += ["", view_checks(r["checks"])]
-    return "\n".join(lines)
-
-
-def view_queue(r: dict[str, Any]) -> str:
-    util = r["worker_utilization"]
-    by = r["by_priority"]
-    return pairs(
-        [
-            ("total queued", f"{r['total_queued']} ({r['due']} due, {r['delayed']} delayed)"),
-            ("by priority", ", ".join(f"{p} {n}" for p, n in by.items())),
-            ("oldest wait", seconds(r["oldest_wait_s"])),
-            ("average wait", seconds(r["avg_wait_s"])),
-            ("running", r["running"]),
-            (
-                "utilisation",
-                "-" if util is None else f"{util * 100:.0f}% of {r['workers']} workers",
-            ),
-        ]
-    )
-
-
-def view_stuck(rows: list[dict[str, Any]]) -> str:
-    body = [
-        (
-            r["id"],
-            r["type"],
-            r["platform"],
-            r["stuck"],
-            seconds(r["for_s"]),
-            r["worker"],
-            r["attempts"],
-        )
-        for r in rows
-    ]
-    headers = ["id", "type", "platform", "stuck", "for", "worker", "attempts"]
-    return table(headers, body, empty="no stuck actions")
-
-
-def view_circuits(rows: list[dict[str, Any]], empty: str = "(none)") -> str:
-    body = [
-        (
-            r["platform"],
-            r["state"].upper(),
-            r["failure_count"],
-            when(r["opened_at"]),
-            when(r["will_reset_at"]),
-            r["last_error"],
-        )
-        for r in rows
-    ]
-    headers = ["platform", "state", "failures", "opened", "half-open at", "last error"]
-    return table(headers, body, empty=empty)
-
-
-def view_errors(rows: list[dict[str, Any]]) -> str:
-    body = [
-        (
-            when(r["finished_at"]),
-            r["action_id"],
-            r["type"],
-            r["number"],
-            r["error_kind"],
-            r["status_code"],
-            r["error"],
-        )
-        for r in rows
-    ]
-    headers = ["time", "action", "type", "attempt", "kind", "status", "error"]
-    return table(headers, body, empty="no recent errors")
+__all__ = [
+    "pairs", "redact", "seconds", "table", "to_json", "view_action", "view_approvals",
+    "view_check", "view_circuits", "view_clear", "view_dlq", "view_errors", "view_pause",
+    "view_purge", "view_queue", "view_replay", "view_reset", "view_resume", "view_status",
+    "view_stuck", "view_submit", "when",
+]  # fmt: skip
 
 
 def view_approvals(rows: list[dict[str, Any]]) -> str:
@@ -310,15 +166,3 @@ def view_submit(rows: list[dict[str, Any]]) -> str:
         + ("  (duplicate: the first action's id)" if r["duplicate"] else "")
         for r in rows
     )
-
-
-def view_check(rows: list[dict[str, Any]]) -> str:
-    body = [
-        (r["platform"], "ok" if r["ok"] else "FAIL", seconds(_ms(r.get("latency_ms"))), r["detail"])
-        for r in rows
-    ]
-    return table(["platform", "check", "latency", "detail"], body)
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else value / 1000

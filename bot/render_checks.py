@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.render import seconds, table
+from bot.render_text import seconds, table
 
 
 def view_checks(rows: list[dict[str, Any]]) -> str:

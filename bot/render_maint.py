@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.render import pairs, seconds, table, when
 from bot.render_checks import view_checks
+from bot.render_text import pairs, seconds, table, when
 
 
 def view_audit(rows: list[dict[str, Any]]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.render import pairs, seconds, table, when
+from bot.render_text import pairs, seconds, table, when
 
 
 def view_workflows(rows: list[dict[str, Any]]) -> str:
