@@ -63,10 +63,27 @@ class Runtime:
         self.scheduler: Any = None  # the live Scheduler, set by its service
         self._started: list[Service] = []
         self._stop = asyncio.Event()
+        self._signals: list[signal.Signals] = []
+
+    def _catch_signals(self) -> None:
+        """SIGINT/SIGTERM ask for a clean stop from the moment the runtime starts: one that
+        arrives while services are still starting (workers already running actions) must not
+        kill the process with those actions half done."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stop.set)  # main thread only
+                self._signals.append(sig)
+
+    def _release_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._signals:
+            loop.remove_signal_handler(self._signals.pop())
 
     async def __aenter__(self) -> Runtime:
         self.store = await asyncio.to_thread(Store, self.settings.opsbot_database_url)
         try:
+            self._catch_signals()
             self._build()
             await self.pool.start()
             for service in self.services:
@@ -128,6 +145,7 @@ class Runtime:
             except Exception:
                 log.exception("closing the %s executor failed", executor.platform)
         await asyncio.to_thread(self.store.close)
+        self._release_signals()
 
     def ops_context(self) -> OpsContext:
         """The ops layer's view of this process: live breakers, pool, runner and scheduler."""
@@ -143,18 +161,9 @@ class Runtime:
         self._stop.set()
 
     async def run_forever(self) -> None:
-        """Run until SIGINT/SIGTERM (or `request_stop()`)."""
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self._stop.set)
-                installed.append(sig)
-        try:
-            await self._stop.wait()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+        """Run until SIGINT/SIGTERM (caught from the start, see `_catch_signals`) or
+        `request_stop()`."""
+        await self._stop.wait()
 
 
 def run_worker(settings: Settings, drain: bool = False) -> int:
