@@ -72,7 +72,8 @@ def statuses(db: Path, ids: list[str]) -> dict[str, str]:
 
 
 async def until(condition: Any) -> None:
-    async with asyncio.timeout(30):
+    # Generous: a worker process starting on a loaded 2-core machine took over 30 s once.
+    async with asyncio.timeout(90):
         while not condition():  # noqa: ASYNC110 - another process writes what we poll
             await asyncio.sleep(0.05)
 
