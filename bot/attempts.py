@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot.flow.attempt import attempt_deadline
+from bot.flow.attempt import AttemptDeadline
 from bot.flow.breaker import Breakers
 from bot.flow.fallback import FallbackChain
 from bot.flow.ratelimit import RateLimiters
@@ -56,7 +56,7 @@ class AttemptRunner:
         try:
             if operation is None:
                 raise PlatformDisabled(f"{platform} has no operation {action_type!r}")
-            async with attempt_deadline(self.attempt_timeout):
+            async with AttemptDeadline(self.attempt_timeout):
                 result = await operation(data)
         except Exception as exc:
             breaker.record_failure(exc)

@@ -91,6 +91,7 @@ class SlidingWindowLimiter:
         self._granted = 0
         self._waited = 0
         self._waited_seconds = 0.0
+        self._queued = 0  # callers inside acquire(): while any, grant_now passes nobody
 
     def try_acquire(self, now: float) -> float:
         """Grant now and return 0, or return the seconds to wait before trying again."""
@@ -122,10 +123,18 @@ class SlidingWindowLimiter:
         self._granted += 1
         return 0.0, slot
 
+    def grant_now(self) -> Answered | None:
+        """A grant without waiting, if one is free and nobody is queued for it; else None."""
+        if self._queued:
+            return None
+        _, slot = self._try_grant(self._clock())
+        return None if slot is None else partial(self._answered, slot)
+
     async def acquire(self) -> Answered:
         """Wait for a grant; call the returned function once the platform has answered (or the
         request failed). Fair (first come, first served) and safe to cancel."""
         started = self._clock()
+        self._queued += 1
         try:
             async with self._lock:
                 wait, slot = self._try_grant(self._clock())
@@ -135,6 +144,7 @@ class SlidingWindowLimiter:
                     await self._sleep(wait)
                     wait, slot = self._try_grant(self._clock())
         finally:  # in line behind others, then asleep; a cancelled waiter's time counts too
+            self._queued -= 1
             self._waited_seconds += max(0.0, self._clock() - started)
         return partial(self._answered, slot)
 
@@ -195,6 +205,9 @@ class RateLimiters:
             return _unlimited
 
         async def throttle() -> Answered:
+            answered = limiter.grant_now()  # the common case: no wait, nothing to pause
+            if answered is not None:
+                return answered
             with attempt_paused():
                 return await limiter.acquire()
 
