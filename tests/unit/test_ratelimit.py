@@ -127,3 +127,26 @@ def test_lanes_cap_each_platform_and_keep_its_order() -> None:
     lanes.done("slack")
     assert lanes.take_aside() == "s3"
     assert lanes.crowded() == frozenset() and lanes.waiting == 0
+
+
+async def test_the_throttle_never_passes_a_queued_waiter() -> None:
+    # grant_now (the throttle's no-wait path) must not take a slot someone is queued for.
+    t = FakeTime()
+    gate = asyncio.Event()
+
+    async def held_sleep(seconds: float) -> None:
+        await gate.wait()
+        t.now += seconds
+
+    limiters = RateLimiters({"slack": (1, 1.0)}, t.clock, held_sleep)
+    limiter = limiters.get("slack")
+    assert limiter is not None
+    throttle = limiters.throttle("slack")
+    await throttle()  # immediate grant
+    first_in_line = asyncio.create_task(throttle())
+    await asyncio.sleep(0)  # queued, asleep until the window frees
+    t.now += 2.0  # the window is free again, but the queued caller comes first
+    assert limiter.grant_now() is None
+    gate.set()
+    await asyncio.wait_for(first_in_line, 1)
+    assert limiter.stats().granted == 2
