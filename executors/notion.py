@@ -8,6 +8,7 @@ Notion's request shape or as plain values; see `executors.notion_values`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Mapping
@@ -81,6 +82,9 @@ class NotionExecutor:
         self._sources: dict[str, Source] = {}  # data source id -> schema
         self._by_database: dict[str, str] = {}  # database id -> data source id
         self._bot_id: str | None = None  # this integration's user, the author of its pages
+        # One schema lookup at a time: concurrent first actions would each fetch the same
+        # database and data source (requests that count against Notion's 3/s).
+        self._schema_lock = asyncio.Lock()
         http = httpx.AsyncClient(transport=_Throttled(httpx.AsyncHTTPTransport(), throttle))
         self._client = AsyncClient(
             client=http,
@@ -196,14 +200,15 @@ class NotionExecutor:
 
     # -- helpers ----------------------------------------------------------------------------
     async def _source_of_database(self, database_id: str) -> Source:
-        if database_id not in self._by_database:
-            database = await self._sdk(self._client.databases.retrieve(database_id=database_id))
-            sources = database.get("data_sources") or []
-            if not sources:
-                raise PermanentError(
-                    f"notion: database {database_id} has no data source", platform=PLATFORM
-                )
-            self._by_database[database_id] = sources[0]["id"]
+        async with self._schema_lock:
+            if database_id not in self._by_database:
+                retrieve = self._client.databases.retrieve(database_id=database_id)
+                sources = (await self._sdk(retrieve)).get("data_sources") or []
+                if not sources:
+                    raise PermanentError(
+                        f"notion: database {database_id} has no data source", platform=PLATFORM
+                    )
+                self._by_database[database_id] = sources[0]["id"]
         return await self._source(self._by_database[database_id])
 
     async def _source_of_page(self, page: JSON) -> Source:
@@ -215,10 +220,12 @@ class NotionExecutor:
         raise PermanentError(f"notion: page {page['id']} is not in a database", platform=PLATFORM)
 
     async def _source(self, data_source_id: str) -> Source:
-        if data_source_id not in self._sources:
-            raw = await self._sdk(self._client.data_sources.retrieve(data_source_id=data_source_id))
-            self._sources[data_source_id] = Source.from_schema(raw["id"], raw["properties"])
-        return self._sources[data_source_id]
+        async with self._schema_lock:
+            if data_source_id not in self._sources:
+                retrieve = self._client.data_sources.retrieve(data_source_id=data_source_id)
+                raw = await self._sdk(retrieve)
+                self._sources[data_source_id] = Source.from_schema(raw["id"], raw["properties"])
+            return self._sources[data_source_id]
 
     async def _find_duplicate(self, source: Source, title: str, key: Any) -> JSON | None:
         """An open page with the same idempotency key, or the same title created by opsbot

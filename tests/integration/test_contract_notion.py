@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -243,3 +244,13 @@ async def test_result_url_opens_in_the_standin(
     result = await executor.create_task({"title": "Open me"})
     async with aiohttp.ClientSession() as http, http.get(result["url"]) as response:
         assert (response.status, (await response.json())["id"]) == (200, result["id"])
+
+
+async def test_concurrent_first_actions_look_the_schema_up_once(
+    notion: tuple[NotionExecutor, NotionStandIn],
+) -> None:
+    executor, standin = notion
+    await asyncio.gather(*(executor.create_task({"title": f"task {i}"}) for i in range(3)))
+    assert len(standin.stats.calls("GET", "/v1/databases/")) == 1
+    assert len(standin.stats.calls("GET", "/v1/data_sources/")) == 1
+    assert len(standin.pages()) == 3
