@@ -61,11 +61,22 @@ async def test_send_notification_by_name_returns_ts_and_permalink(
         {"channel": "#operations", "text": "deployed", "blocks": [{"type": "divider"}]}
     )
     assert result["channel"] == standin.add_channel("operations")
-    assert result["permalink"].endswith(result["ts"].replace(".", ""))
+    # The permalink Slack itself gives for that message (chat.getPermalink), built locally.
+    assert result["permalink"] == standin.permalink(result["channel"], result["ts"])
     [message] = standin.messages("operations")
     assert message["text"] == "deployed" and message["blocks"] == [{"type": "divider"}]
-    # One throttle wait per request (postMessage + getPermalink).
+    # One throttle wait per request: auth.test once (the workspace URL), then postMessage only.
     assert len(executor.throttled) == 2  # type: ignore[attr-defined]
+    reply = await executor.operations["reply_in_thread"](
+        {"channel": result["channel"], "thread_ts": result["ts"], "text": "details"}
+    )
+    assert reply["permalink"] == (
+        standin.permalink(result["channel"], reply["ts"])
+        + f"?thread_ts={result['ts']}&cid={result['channel']}"
+    )
+    assert len(executor.throttled) == 3  # type: ignore[attr-defined]
+    methods = [call["method"] for call in standin.calls]
+    assert methods.count("auth.test") == 1 and "chat.getPermalink" not in methods
 
 
 async def test_default_channel_and_channel_id(
