@@ -6,8 +6,8 @@ the seed's limit (Notion 3/s, Trello 100/10 s, Slack 1/s, Drive 1000/100 s, Shee
 by arrival time and answers 429 above it. Stand-ins run on an event loop of their own.
 
 Run: `.venv/bin/python bench/rate_limit_bench.py [--actions 300] [--platforms notion,slack]
-[--scale 10] [--workers 5] [--runs 1] [--isolated]`. At the seed limits a run takes ~10 minutes
-(Slack sends two requests per notification at 1/s). `--scale` multiplies every limit (limiter
+[--scale 10] [--workers 5] [--runs 1] [--isolated]`. At the seed limits a run takes ~5 minutes
+(Slack's 300 notifications at 1 request/s). `--scale` multiplies every limit (limiter
 and stand-in) for quick runs; only `--scale 1` figures compare with the seed. `--isolated` gives
 each platform a runtime of its own. Goal (issue 3): >= 95% of the limit with zero 429s.
 """
