@@ -251,3 +251,31 @@ class PlatformCheckRow(SQLModel, table=True):
     detail: str = ""
     latency_ms: float | None = None
     source: str = "health"  # health (periodic, a running opsbot) | check (`opsbot check`)
+
+
+# --- outcome callbacks (bot/callbacks.py): one row per told final status of an action or run.
+
+
+class CallbackDeliveryRow(SQLModel, table=True):
+    """A callback claimed (`delivering`, under a lease so a crashed owner's claim is taken over),
+    then `delivered` or `gave_up`. The key is the final status told: a run resolved after
+    rollback_failed, or a dead letter retried to success, is told again."""
+
+    __tablename__ = "callback_deliveries"
+    __table_args__ = (
+        UniqueConstraint("kind", "subject_id", "status", "finished_at"),
+        Index("ix_callback_deliveries_lease", "state", "lease_expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # action | run
+    subject_id: str
+    status: str  # the final status told
+    finished_at: float  # of that status (0.0 when the row had none)
+    state: str  # delivering | delivered | gave_up
+    owner: str | None = None  # the process delivering it
+    lease_expires_at: float | None = None
+    attempts: int = 0
+    last_result: str | None = None  # HTTP status or error class of the latest attempt
+    claimed_at: float = Field(index=True)
+    done_at: float | None = None

@@ -480,7 +480,7 @@ async def test_submitted_action_is_executed_and_its_callback_is_signed(
 async def test_callback_is_retried_with_backoff_then_delivered(
     store: Store, queue: Any, receiver_url: Any
 ) -> None:
-    from bot.callbacks import CallbackDispatcher
+    from bot.callbacks import CallbackDispatcher, Delivery
 
     receiver = Receiver("s3cret-value", fail_first=2)
     url = await receiver_url(receiver)
@@ -490,17 +490,8 @@ async def test_callback_is_retried_with_backoff_then_delivered(
         delays.append(seconds)
 
     dispatcher = CallbackDispatcher(queue, "s3cret-value", sleep=no_sleep, base_delay=1.0)
-    dispatcher.on_outcome(
-        {
-            "id": "act_1",
-            "status": "succeeded",
-            "callback_url": url,
-            "type": "echo",
-            "platform": "echo",
-            "result": {"ok": True},
-        }
-    )
-    dispatcher.on_outcome({"id": "act_2", "status": "retry_scheduled", "callback_url": url})
+    payload = {"id": "act_1", "status": "succeeded", "result": {"ok": True}}
+    await dispatcher.submit([Delivery(("action", "act_1", "succeeded", 1.0), url, payload)])
     await dispatcher.flush()
     await dispatcher.stop()
     assert receiver.calls == 3 and delays == [1.0, 2.0]
