@@ -91,8 +91,11 @@ class CallbackDispatcher:
         self._have_pending = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing awaits a lookup or the first sweep
         self._idle.set()
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops: list[asyncio.Task[None]] = []  # the sweep and the lookup loops
+        self._lookup: asyncio.Task[None] | None = None
+        self._once: set[asyncio.Task[None]] = set()  # a late source's first sweep
         self._swept = True  # the first sweep is done (flush waits for it)
+        self._sweeping = False
         self.add_source("action", self._action_deliveries, FINAL)
         if secret is None:
             log.warning("OPSBOT_CALLBACK_SECRET is not set: outcome callbacks are sent unsigned")
@@ -100,16 +103,17 @@ class CallbackDispatcher:
     def add_source(self, kind: str, source: Source, final: frozenset[str]) -> None:
         """Let the sweep find `kind`'s outcomes too (audit entity `kind`, final `final`)."""
         self.sources[kind], self.final[kind] = source, final
-        if self._loops:  # started: the first sweep may have passed this kind by
+        if self._sweeping:  # started: the first sweep may have passed this kind by
             since = self.clock() - self.window
             task = asyncio.create_task(self._sweep_once(since, (kind,)), name=f"callback-{kind}")
-            self._loops.append(task)
+            self._once.add(task)  # flush waits for it
+            task.add_done_callback(self._once.discard)
 
     def start(self, *, sweep: bool = True) -> None:
         self._unsubscribe += [self.queue.subscribe(self.on_outcome),
                               self.queue.subscribe_decisions(self.on_outcome)]  # fmt: skip
         if sweep:
-            self._swept = False
+            self._swept, self._sweeping = False, True
             self._idle.clear()
             self._loops.append(asyncio.create_task(self._sweep_loop(), name="callback-sweep"))
 
@@ -120,8 +124,9 @@ class CallbackDispatcher:
         self._pending.append(str(view["id"]))
         self._idle.clear()
         self._have_pending.set()
-        if not any(t.get_name() == "callback-lookup" for t in self._loops):
-            self._loops.append(asyncio.create_task(self._lookup_loop(), name="callback-lookup"))
+        if self._lookup is None:
+            self._lookup = asyncio.create_task(self._lookup_loop(), name="callback-lookup")
+            self._loops.append(self._lookup)
 
     async def _lookup_loop(self) -> None:
         while True:
@@ -276,6 +281,8 @@ class CallbackDispatcher:
         deliveries done."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), limit)
+        if self._once:
+            await asyncio.wait(list(self._once), timeout=limit)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=limit)
 
@@ -283,12 +290,13 @@ class CallbackDispatcher:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        tasks = [*self._loops, *self._tasks]
+        tasks = [*self._loops, *self._once, *self._tasks]
         for task in tasks:
             task.cancel()
         if tasks:  # a cancelled delivery keeps its claim: its lease runs out, then it is retold
             await asyncio.wait(tasks)
         self._loops.clear()
+        self._lookup = None
         if self._session is not None:
             await self._session.close()
 
