@@ -233,7 +233,7 @@ class CallbackDispatcher:
             self._swept = True
             if not self._pending:
                 self._idle.set()
-            await self.sleep(self.sweep_interval)
+            await asyncio.sleep(self.sweep_interval)  # not self.sleep: that one is the backoff's
 
     async def _sweep_once(self, since: float, kinds: tuple[str, ...]) -> None:
         try:
